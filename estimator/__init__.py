@@ -1,0 +1,67 @@
+"""tunecast's estimator: will a fine-tuning run fit, how fast will it go, what will it cost.
+
+Pure and light: typed spec in, typed answer out. Importing it loads no torch, transformers,
+fastapi or plotly (``tests/test_imports.py`` proves it). The public surface is pinned by
+``tests/test_public_api.py``.
+
+    >>> from estimator import estimate, TrainingSpec
+    >>> est = estimate(TrainingSpec.model_validate({"model": "meta-llama/Llama-3.1-8B", "gpu": "h100"}))
+"""
+
+from estimator.errors import (
+    CatalogError,
+    Problem,
+    SpecError,
+    TunecastError,
+    UnknownGPUError,
+    UnknownModelError,
+)
+from estimator.estimate import Estimate, estimate
+from estimator.gpus import GPU, find_gpu, gpu_catalog, gpu_ids
+from estimator.models import find_model, model_catalog, resolve_model
+from estimator.spec import (
+    Attention,
+    Checkpointing,
+    Device,
+    DType,
+    LoraSpec,
+    Loss,
+    Method,
+    Optimizer,
+    QuantSpec,
+    QuantType,
+    Sharding,
+    TrainingSpec,
+    check_spec,
+)
+
+__all__ = [
+    "GPU",
+    "Attention",
+    "CatalogError",
+    "Checkpointing",
+    "DType",
+    "Device",
+    "Estimate",
+    "LoraSpec",
+    "Loss",
+    "Method",
+    "Optimizer",
+    "Problem",
+    "QuantSpec",
+    "QuantType",
+    "Sharding",
+    "SpecError",
+    "TrainingSpec",
+    "TunecastError",
+    "UnknownGPUError",
+    "UnknownModelError",
+    "check_spec",
+    "estimate",
+    "find_gpu",
+    "find_model",
+    "gpu_catalog",
+    "gpu_ids",
+    "model_catalog",
+    "resolve_model",
+]

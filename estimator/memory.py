@@ -1,0 +1,698 @@
+"""The memory model: every term of a fine-tuning step's GPU memory, by name, per phase.
+
+Sources, cited next to each formula: Korthikanti et al. 2022 (arXiv 2205.05198) for activation
+accounting; Dettmers et al. 2023 (QLoRA) and bitsandbytes ``functional.py`` / ``optim/optimizer.py``
+for quant-state and 8-bit optimizer layouts; PEFT ``tuners/lora/layer.py`` (adapter input cast,
+dropout) and ``utils/other.py::prepare_model_for_kbit_training`` (fp32 upcast); transformers
+``modeling_llama.py`` (RMSNorm upcast), ``integrations/sdpa_attention.py`` (native GQA) and
+``loss/loss_utils.py::ForCausalLMLoss`` (fp32 logits); torch ``optim/adamw.py`` (foreach
+temporaries); DeepSpeed ZeRO (Rajbhandari et al. 2020) and PyTorch FSDP (Zhao et al. 2023) for
+sharding; ``../shared/design/MEMORY_MODEL.md`` for the CPU-measured per-layer accounting.
+
+Shape of the answer (MEMORY_MODEL.md): every phase's live bytes are ``C + P*T + Q*T*s`` for
+``T = batch * seq`` tokens (``Q`` is the s² score matrix of eager attention), so the peak, the
+largest batch and the largest sequence that fit are closed forms, not searches.
+
+Left out, by design: torch.compile fusions (they lower activations, see ``unmodelled:compile``
+tags in the published measurements), padding waste in unpacked batches, KV caches (training only),
+fragmentation beyond the allocator-slack coefficient, and NCCL internals beyond a fixed buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from estimator.architecture import Architecture, parse_architecture, select_lora_targets
+from estimator.dtypes import nbytes, quantized_bits_per_weight
+from estimator.models import resolve_model
+from estimator.spec import (
+    Attention,
+    Checkpointing,
+    Device,
+    DType,
+    Loss,
+    Method,
+    Optimizer,
+    QuantType,
+    Sharding,
+    TrainingSpec,
+)
+
+# Torchtune's CEWithChunkedOutputLoss and lit-gpt both use 8-ish chunks; the harness uses 8.
+LOSS_CHUNKS = 8
+# bitsandbytes 8-bit optimizers: blockwise quantization, block of 256, fp32 absmax; tensors
+# smaller than ``min_8bit_size`` = 4096 elements keep 32-bit (fp32) states (optim/optimizer.py).
+BNB_8BIT_BLOCK = 256
+BNB_MIN_8BIT = 4096
+
+
+class Phase(str, Enum):
+    """The four phases of a step (SPEC.md ``peak_phase``)."""
+
+    FORWARD = "forward"
+    LOSS_BACKWARD = "loss_backward"
+    LAYER_BACKWARD = "layer_backward"
+    OPTIMIZER_STEP = "optimizer_step"
+
+
+CATEGORIES = (
+    "weights", "quant_constants", "trainable_params", "gradients", "optimizer_states", "activations",
+    "transient",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Affine:
+    """``c + p*T + q*T*s`` bytes for ``T = batch*seq`` tokens and sequence length ``s``."""
+
+    c: float = 0.0
+    p: float = 0.0
+    q: float = 0.0
+
+    def at(self, batch: int, seq: int) -> float:
+        t = batch * seq
+        return self.c + self.p * t + self.q * t * seq
+
+    def __add__(self, other: Affine) -> Affine:
+        return Affine(self.c + other.c, self.p + other.p, self.q + other.q)
+
+
+@dataclass(frozen=True)
+class PhaseTerms:
+    """What is alive at one phase's peak, by category."""
+
+    parts: dict[str, Affine]
+
+    def total(self) -> Affine:
+        out = Affine()
+        for a in self.parts.values():
+            out = out + a
+        return out
+
+
+@dataclass(frozen=True)
+class StaticTerms:
+    """Bytes that do not depend on the batch: per GPU, after sharding."""
+
+    weights: int
+    quant_constants: int
+    trainable_params: int
+    gradients: int
+    optimizer_states: int
+    paged_optimizer_states: int  # CUDA managed memory: seen by NVML, not by torch's allocator
+    head_gradients: int  # gradients that exist by the loss-backward phase (lm_head, final norm)
+    largest_param_grad: int  # optimizer-in-backward: one parameter's gradient at a time
+    step_temporaries: int
+    gathered_params: int  # FSDP/ZeRO-3: unsharded units alive as a transient
+    ddp_buckets: int
+    dequant_transient: int  # QLoRA: one dequantized weight during forward/backward
+    trainable_count: int
+    quantized_count: int
+    total_count: int
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Everything about one spec except its batch and sequence length, ready to evaluate.
+
+    ``candidates`` are (phase, terms) pairs; a phase may have several candidate peaks (the start
+    and the end of the layer backward), and the larger one at a given (batch, seq) is its peak.
+    """
+
+    arch: Architecture
+    static: StaticTerms
+    candidates: tuple[tuple[Phase, PhaseTerms], ...]
+    act_per_layer: Affine  # saved activations of one decoder layer (bytes per token, + s term)
+    assumptions: tuple[str, ...] = field(default=())
+
+    def phases(self, batch: int, seq: int) -> dict[Phase, dict[str, int]]:
+        """Bytes by category at each phase's peak."""
+        out: dict[Phase, dict[str, int]] = {}
+        best: dict[Phase, float] = {}
+        for ph, terms in self.candidates:
+            total = terms.total().at(batch, seq)
+            if ph not in best or total > best[ph]:
+                best[ph] = total
+                out[ph] = {k: round(a.at(batch, seq)) for k, a in terms.parts.items()}
+        return out
+
+    def peak(self, batch: int, seq: int) -> tuple[Phase, float]:
+        """The phase with the most live bytes, and those bytes."""
+        best, best_ph = -1.0, Phase.FORWARD
+        for ph, terms in self.candidates:
+            v = terms.total().at(batch, seq)
+            if v > best:
+                best, best_ph = v, ph
+        return best_ph, best
+
+    def totals(self) -> list[Affine]:
+        """Each candidate's total as an affine function of the batch shape."""
+        return [terms.total() for _, terms in self.candidates]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dtypes and framework conventions
+
+
+@dataclass(frozen=True)
+class _Dt:
+    p: int  # parameter bytes (param_dtype)
+    res: int  # residual-stream bytes between layers
+    mm: int  # bytes of a linear's output inside a layer
+    ac: int | None  # autocast bytes, or None
+    ad: int  # adapter parameter bytes
+    cb: int  # bytes of an adapter matmul's input (autocast dtype, else adapter dtype)
+    logit: int  # bytes of the lm_head output
+    upcast_kbit: bool  # PEFT prepare_model_for_kbit_training cast non-quantized params to fp32
+    mask: int  # dropout mask bytes per element
+
+
+def framework(spec: TrainingSpec) -> str:
+    """'hf' (transformers + PEFT conventions) or 'native' (torchtune / lit-gpt style pure-dtype loops).
+
+    ``stack.framework`` says it; otherwise adapters left in fp32 (PEFT's default) or autocast mean
+    the HF stack, and bf16 adapters without autocast mean a native pure-bf16 loop.
+    """
+    fw = spec.stack.get("framework", "").lower()
+    if fw in ("hf", "transformers", "peft", "trl", "axolotl", "llama-factory", "unsloth"):
+        return "hf"
+    if fw in ("torchtune", "litgpt", "lit-gpt", "native"):
+        return "native"
+    if spec.autocast is not None:
+        return "hf"
+    if spec.lora is not None and spec.lora.adapter_dtype is DType.FP32:
+        return "hf"
+    return "native" if spec.method is not Method.FULL else "hf"
+
+
+def _dtypes(spec: TrainingSpec) -> _Dt:
+    p = nbytes(spec.param_dtype)
+    ac = None if spec.autocast is None else nbytes(spec.autocast)
+    upcast = spec.method is Method.QLORA and framework(spec) == "hf"
+    res = 4 if (p == 4 or upcast) else p
+    mm = ac if ac is not None else res if spec.method is Method.QLORA else p
+    ad = nbytes(spec.lora.adapter_dtype) if spec.lora is not None else p
+    cb = ac if ac is not None else ad
+    # The lm_head is not quantized; under the kbit upcast it is fp32 (fp32 logits without autocast).
+    logit = ac if ac is not None else (4 if upcast else p)
+    # Dropout masks: bool (1 byte) from CUDA's fused dropout; the CPU kernel keeps the mask as a
+    # tensor of the input's dtype (measured by the CPU tracer, tests/profiler).
+    mask = 1 if spec.device is Device.CUDA else cb
+    return _Dt(p=p, res=res, mm=mm, ac=ac, ad=ad, cb=cb, logit=logit, upcast_kbit=upcast, mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations
+
+
+def _group_saved(width: int, in_bytes: int, trainable: int, adapters: int, dt: _Dt, dropout: bool,
+                 already_saved: bool, cast_needed: bool) -> float:  # fmt: skip
+    """Bytes per token saved for backward at the input of a group of linears sharing one input.
+
+    A trainable linear saves its input (for the weight gradient); a frozen one saves nothing.
+    Under autocast a linear whose input is not in the autocast dtype saves its own cast copy
+    (autocast caches casts of leaf weights only, not of activations). A PEFT adapter casts its
+    input to the adapter dtype first (``_cast_input_dtype``), then applies dropout: with dropout
+    or a cast each adapter keeps its own copy, plus the dropout mask.
+    """
+    shared = False
+    own = 0.0
+    mismatched_ac = dt.ac is not None and in_bytes != dt.ac
+    for _ in range(trainable):
+        if mismatched_ac:
+            own += dt.ac or 0
+        else:
+            shared = True
+    for _ in range(adapters):
+        if dropout:
+            own += dt.mask + dt.cb
+        elif cast_needed or (dt.ac is not None and in_bytes != dt.ac):
+            own += dt.cb
+        else:
+            shared = True
+    return width * (own + (in_bytes if shared and not already_saved else 0))
+
+
+def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted: dict[str, int],
+                       moe: bool) -> Affine:  # fmt: skip
+    """Saved activation bytes per token for one decoder layer, without checkpointing.
+
+    The accounting follows Korthikanti et al. 2022 §4 applied to the HF implementations: count the
+    tensors autograd saves, once per storage. Checked against live-tensor traces on CPU
+    (MEMORY_MODEL.md: full bf16 ``20h+4kv+8i``; LoRA all-linear bf16 ``16h+4kv+8i``; fp32 adapters
+    with autocast ``24h+4kv+8i``; without ``36h+4kv+10i``).
+    """
+    h, full = arch.hidden, spec.method is Method.FULL
+    drop = spec.lora is not None and spec.lora.dropout > 0 and not full
+    r = spec.lora.r if spec.lora is not None else 0
+    res, mm = dt.res, dt.mm
+    bytes_ = 0.0
+
+    # Norms. RMSNorm (HF, torchtune) upcasts and saves the fp32 input; with a trainable weight the
+    # normalised input is saved too. LayerNorm saves its input plus fp32 mean and rstd.
+    n_norm = arch.norms_per_layer
+    if arch.norm_is_layernorm:
+        bytes_ += n_norm * (res * h + 8)
+    else:
+        bytes_ += n_norm * (4 * h + (res * h if full else 0))
+    if arch.family in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2"):  # q/k norms on projections
+        bytes_ += 4 * (arch.q_dim + arch.kv_dim) + (mm * (arch.q_dim + arch.kv_dim) if full else 0)
+
+    def ad(*names: str) -> int:
+        return sum(adapted.get(n, 0) for n in names)
+
+    cast_res = spec.lora is not None and dt.ad != res and not full
+    cast_mm = spec.lora is not None and dt.ad != mm and not full
+
+    # Attention input (q, k, v share the norm output).
+    n_qkv = 1 if arch.family in ("phi3", "gpt_neox", "falcon", "gpt_bigcode") else 3
+    if arch.mla:
+        n_qkv = 2
+    bytes_ += _group_saved(h, res, n_qkv if full else 0, ad("q", "k", "v", "qkv"), dt, drop, False, cast_res)
+
+    # Attention core. SDPA / flash save q, k, v, the output and an fp32 logsumexp per head; with
+    # no padding mask transformers >= 4.48 runs GQA natively (no repeat_kv copies).
+    heads = arch.heads
+    o_width = arch.v_dim * (heads // arch.kv_heads) if not arch.mla else arch.v_dim
+    if spec.attention is Attention.EAGER:
+        # Eager: repeat_kv copies, fp32 softmax output and the probabilities in the compute dtype:
+        # 4 + mm bytes per (head, key position) (MEMORY_MODEL.md: "6h + 6*a*s").
+        kv_w = arch.q_dim
+        bytes_ += mm * (arch.q_dim + 2 * kv_w)
+        s2 = heads * (4 + mm)
+        o_saved = False
+    else:
+        bytes_ += mm * (arch.q_dim + arch.kv_dim + arch.v_dim + o_width) + 4 * heads
+        s2 = 0
+        o_saved = True  # the output's storage is the o_proj input (a view after transpose)
+    bytes_ += _group_saved(o_width, mm, 1 if full else 0, ad("o"), dt, drop, o_saved, cast_mm)
+
+    # MLP. Gated (SwiGLU / GeGLU): gate output (saved by the activation), activation output and
+    # up output (saved by the product), and the down projection's input when needed.
+    def mlp(i: int, width_mult: int = 1) -> float:
+        out = 0.0
+        if arch.gated_mlp:
+            out += 3 * mm * i
+            out += _group_saved(
+                h, res, 2 if full else 0, ad("gate", "up", "gate_up"), dt, drop, False, cast_res
+            )
+        else:
+            out += mm * i  # fc1 output, saved by GELU
+            out += _group_saved(h, res, 1 if full else 0, ad("up"), dt, drop, False, cast_res)
+        out += _group_saved(i, mm, 1 if full else 0, ad("down"), dt, drop, False, cast_mm)
+        return out * width_mult
+
+    if moe:
+        k = arch.experts_per_token
+        bytes_ += 4 * arch.experts + 8 * k  # router logits (fp32 softmax) and routing weights
+        bytes_ += mlp(arch.moe_intermediate) * k
+        if full:
+            bytes_ += k * res * h  # gathered expert inputs, saved by trainable expert weights
+        if arch.shared_intermediate:
+            bytes_ += mlp(arch.shared_intermediate)
+    else:
+        bytes_ += mlp(arch.dense_intermediate)
+
+    # Adapter bottlenecks: lora_A's output (r wide) is saved by lora_B.
+    n_adapters = sum(adapted.values())
+    bytes_ += n_adapters * r * dt.cb
+    return Affine(p=bytes_, q=s2)
+
+
+def _adapted_per_layer(spec: TrainingSpec, arch: Architecture) -> dict[str, int]:
+    """Adapters per decoder layer by role (q, k, v, qkv, o, gate, up, gate_up, down, other)."""
+    if spec.lora is None or spec.method is Method.FULL:
+        return {}
+    roles = {
+        "q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
+        "down_proj": "down", "qkv_proj": "qkv", "query_key_value": "qkv", "c_attn": "qkv", "gate_up_proj": "gate_up",
+        "dense": "o", "c_proj": "o", "fc1": "up", "fc2": "down", "dense_h_to_4h": "up", "dense_4h_to_h": "down",
+        "c_fc": "up", "q_a_proj": "q", "q_b_proj": "q", "kv_a_proj_with_mqa": "k", "kv_b_proj": "v",
+    }  # fmt: skip
+    out: dict[str, int] = {}
+    for a in select_lora_targets(arch, spec.lora.targets):
+        base = a.name.split("[")[-1].rstrip("]") if "[" in a.name else a.name
+        leaf = base.rsplit(".", 1)[-1]
+        if a.name.endswith("mlp.c_proj") or base == "mlp.c_proj":
+            role = "down"
+        else:
+            role = roles.get(leaf, "other")
+        out[role] = out.get(role, 0) + max(1, round(a.count / arch.layers))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Static terms
+
+
+def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerms, list[str]]:
+    notes: list[str] = []
+    n = spec.num_gpus
+    full = spec.method is Method.FULL
+    total = arch.total_params
+
+    # Which linears are quantized (QLoRA): bitsandbytes replaces nn.Linear modules except the
+    # output layer (transformers ``get_keys_to_not_convert``); MoE experts (fused 3-D parameters in
+    # transformers >= 5) and routers stay in the load dtype.
+    quantized = 0
+    quant_bytes = 0.0
+    const_bytes = 0.0
+    if spec.method is Method.QLORA and spec.quantization is not None:
+        payload_bits, const_bits = quantized_bits_per_weight(
+            spec.quantization.type, spec.quantization.double_quant
+        )
+        for x in arch.linears:
+            if x.expert or x.router:
+                continue
+            quantized += x.weight_numel
+            quant_bytes += x.weight_numel * payload_bits / 8
+            if spec.quantization.type is QuantType.INT8:
+                const_bytes += x.count * x.d_out * 4  # fp32 scale per output row (SCB)
+            else:
+                const_bytes += x.weight_numel * const_bits / 8
+        notes.append(
+            f"quantized {spec.quantization.type.value} base linears"
+            + (" with double quant" if spec.quantization.double_quant else "")
+        )
+    unquantized = total - quantized
+    # Non-quantized base parameters: fp32 after PEFT's prepare_model_for_kbit_training (HF stack).
+    base_bytes_per = 4 if dt.upcast_kbit else dt.p
+    if dt.upcast_kbit:
+        notes.append(
+            "QLoRA on the HF stack: prepare_model_for_kbit_training upcasts non-quantized params to fp32"
+        )
+
+    # Trainable parameters.
+    adapters = 0
+    saved_modules = 0
+    if full:
+        trainable = total
+        train_bytes_per = dt.p
+        weights = 0.0
+    else:
+        assert spec.lora is not None
+        r = spec.lora.r
+        adapters = sum(r * (a.d_in + a.d_out) * a.count for a in select_lora_targets(arch, spec.lora.targets))
+        for m in spec.lora.modules_to_save:
+            saved_modules += (
+                arch.embedding_numel if m == "embed_tokens" else (arch.lm_head_numel or arch.embedding_numel)
+            )
+        trainable = adapters + saved_modules
+        train_bytes_per = dt.ad
+        weights = quant_bytes + unquantized * base_bytes_per
+    # PEFT's modules_to_save keeps the original module and a trainable copy (ModulesToSaveWrapper).
+    trainable_bytes = adapters * dt.ad + saved_modules * (4 if dt.upcast_kbit else dt.p)
+    if full:
+        trainable_bytes = total * train_bytes_per
+
+    grad_bytes = trainable_bytes  # gradients take the dtype of their parameter
+    if full and dt.ac is not None and dt.p == 4:
+        notes.append("mixed precision: fp32 master weights and gradients, bf16 compute")
+
+    # Optimizer states (torch optim/*.py, bitsandbytes optim/optimizer.py, Adafactor paper §3).
+    opt, paged = _optimizer_bytes(spec, arch, trainable, trainable_bytes, full, adapters)
+    if spec.optimizer in (Optimizer.PAGED_ADAMW, Optimizer.PAGED_ADAMW_8BIT):
+        paged, opt = opt, 0.0
+        notes.append(
+            "paged optimizer states live in CUDA managed memory: in peak_device, not in peak_allocated"
+        )
+
+    # Step temporaries: torch's foreach AdamW/Lion hold about one copy of the states' dtype-sized
+    # parameters (``_foreach_sqrt`` of exp_avg_sq) while stepping; bitsandbytes steps per tensor.
+    if spec.optimizer in (Optimizer.ADAMW, Optimizer.LION):
+        step_tmp = float(trainable_bytes)
+    elif spec.optimizer is Optimizer.ADAFACTOR:
+        step_tmp = 2.0 * _largest_trainable(arch, spec) * 4
+    else:
+        step_tmp = 0.0
+
+    largest_grad = _largest_trainable(arch, spec) * (train_bytes_per if full else dt.ad)
+    head_grads = 0.0
+    if full:
+        head_grads = (arch.lm_head_numel or arch.embedding_numel) * dt.p + arch.hidden * dt.p * 2
+
+    # Sharding (ZeRO stages 1-3, FSDP = ZeRO-3), per GPU.
+    gathered = 0.0
+    ddp = 0.0
+    frozen_weights = weights
+    if n > 1:
+        s = spec.sharding
+        if s in (Sharding.ZERO1, Sharding.ZERO2, Sharding.ZERO3, Sharding.FSDP):
+            opt /= n
+            paged /= n
+            step_tmp /= n
+        if s in (Sharding.ZERO2, Sharding.ZERO3, Sharding.FSDP):
+            grad_bytes /= n
+            head_grads /= n
+        if s in (Sharding.ZERO3, Sharding.FSDP):
+            trainable_bytes /= n
+            frozen_weights /= n
+            const_bytes /= n
+            quant_bytes /= n
+            # Unsharded transients: two decoder layers (the current one and the prefetched next),
+            # plus the root unit (embeddings, final norm, lm_head) that FSDP keeps gathered.
+            layer_params = (total - arch.embedding_numel - arch.lm_head_numel) / arch.layers
+            if spec.method is Method.QLORA:
+                layer_bytes = layer_params * (quant_bytes + const_bytes) * n / max(quantized, 1)
+            else:
+                layer_bytes = layer_params * dt.p
+            root = (arch.embedding_numel + arch.lm_head_numel) * (base_bytes_per if not full else dt.p)
+            gathered = 2 * layer_bytes + root * (n - 1) / n
+            notes.append(f"{s.value}: parameters, gradients and optimizer states sharded over {n} GPUs")
+        if s is Sharding.DDP:
+            ddp = float(grad_bytes)  # DDP's flat gradient buckets (gradient_as_bucket_view=False)
+            notes.append("DDP: every GPU holds a full replica plus gradient buckets")
+        if spec.cpu_offload:
+            opt, grad_bytes, head_grads, step_tmp = 0.0, 0.0, 0.0, 0.0
+            trainable_bytes, frozen_weights, const_bytes, quant_bytes = 0.0, 0.0, 0.0, 0.0
+            notes.append("CPU offload: sharded parameters, gradients and optimizer states live in CPU memory")
+
+    if spec.optimizer_in_backward:
+        notes.append("optimizer in backward: each gradient is freed after its parameter's step")
+
+    # QLoRA: bitsandbytes dequantizes one weight to the compute dtype for each matmul.
+    deq = 0.0
+    if spec.method is Method.QLORA:
+        deq = arch.largest_linear * (dt.ac or 2)
+
+    st = StaticTerms(
+        weights=round(frozen_weights),
+        quant_constants=round(const_bytes),
+        trainable_params=round(trainable_bytes),
+        gradients=round(grad_bytes),
+        optimizer_states=round(opt),
+        paged_optimizer_states=round(paged),
+        head_gradients=round(head_grads),
+        largest_param_grad=round(largest_grad),
+        step_temporaries=round(step_tmp),
+        gathered_params=round(gathered),
+        ddp_buckets=round(ddp),
+        dequant_transient=round(deq),
+        trainable_count=trainable,
+        quantized_count=quantized,
+        total_count=total,
+    )
+    return st, notes
+
+
+def _largest_trainable(arch: Architecture, spec: TrainingSpec) -> int:
+    if spec.method is Method.FULL:
+        return max(arch.embedding_numel, arch.lm_head_numel, arch.largest_linear)
+    assert spec.lora is not None
+    r = spec.lora.r
+    sizes = [r * max(a.d_in, a.d_out) for a in select_lora_targets(arch, spec.lora.targets)]
+    if spec.lora.modules_to_save:
+        sizes.append(arch.embedding_numel)
+    return max(sizes, default=0)
+
+
+def _optimizer_bytes(spec: TrainingSpec, arch: Architecture, trainable: int, trainable_bytes: float,
+                     full: bool, adapters: int) -> tuple[float, float]:  # fmt: skip
+    """(GPU-allocated optimizer state bytes, 0.0). Paged variants are moved by the caller."""
+    o = spec.optimizer
+    if o in (Optimizer.ADAMW, Optimizer.PAGED_ADAMW):
+        if o is Optimizer.PAGED_ADAMW:
+            return 8.0 * trainable, 0.0  # bitsandbytes 32-bit states are fp32
+        return 2.0 * trainable_bytes, 0.0  # torch: exp_avg, exp_avg_sq like the parameter
+    if o in (Optimizer.ADAMW_8BIT, Optimizer.PAGED_ADAMW_8BIT):
+        big, small = _split_by_size(arch, spec, BNB_MIN_8BIT)
+        per_big = 2 * (1 + 4 / BNB_8BIT_BLOCK)  # two uint8 states + fp32 absmax per 256-block
+        return big * per_big + small * 8.0, 0.0
+    if o in (Optimizer.SGD, Optimizer.LION):
+        return float(trainable_bytes), 0.0  # one momentum buffer like the parameter
+    # Adafactor (Shazeer & Stern 2018): factored second moment, rows + cols per matrix, fp32.
+    tensors = _trainable_tensors(arch, spec)
+    return float(sum(4 * (r + c) if c > 1 else 4 * r for r, c, _ in tensors)), 0.0
+
+
+def _trainable_tensors(arch: Architecture, spec: TrainingSpec) -> list[tuple[int, int, int]]:
+    """(rows, cols, count) of every trainable tensor family."""
+    out: list[tuple[int, int, int]] = []
+    if spec.method is Method.FULL:
+        for x in arch.linears:
+            out.append((x.d_out, x.d_in, x.count))
+            if x.bias:
+                out.append((x.d_out, 1, x.count))
+        out.append((arch.vocab, arch.hidden, 1))
+        if arch.lm_head_numel:
+            out.append((arch.vocab, arch.hidden, 1))
+        out.append((arch.norm_numel, 1, 1))
+        return out
+    assert spec.lora is not None
+    r = spec.lora.r
+    for a in select_lora_targets(arch, spec.lora.targets):
+        out.append((r, a.d_in, a.count))
+        out.append((a.d_out, r, a.count))
+    for _m in spec.lora.modules_to_save:
+        out.append((arch.vocab, arch.hidden, 1))
+    return out
+
+
+def _split_by_size(arch: Architecture, spec: TrainingSpec, threshold: int) -> tuple[int, int]:
+    big = small = 0
+    for rows, cols, count in _trainable_tensors(arch, spec):
+        n = rows * cols
+        if n >= threshold:
+            big += n * count
+        else:
+            small += n * count
+    return big, small
+
+
+# ---------------------------------------------------------------------------------------------
+# Putting the phases together
+
+
+def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[Affine, Affine, Affine]:
+    """(saved after forward, forward peak extra, loss-backward peak extra) per token.
+
+    Standard (transformers ``ForCausalLMLoss``): logits in ``logit`` bytes, upcast to fp32, and
+    ``log_softmax`` saves its fp32 output (4V). Backward: the fp32 gradient of the log-probs, the
+    saved output and the input gradient coexist: 12V (MEMORY_MODEL.md, CPU-measured); the caller
+    is assumed to drop the logits before backward (HF Trainer does). Chunked (torchtune
+    CEWithChunkedOutputLoss, lit-gpt): every chunk's log-probs stay saved (4V total) but the
+    fp32 work exists for one chunk at a time. Fused (Liger / cut-cross-entropy): logits are
+    never materialised; about 10 bytes x hidden per token of chunk work.
+    """
+    v, h = arch.vocab, arch.hidden
+    up = 4 if dt.logit < 4 else 0  # .float() copy, absent when logits are already fp32
+    if spec.loss is Loss.STANDARD:
+        saved = Affine(p=4 * v)
+        fwd = Affine(p=(dt.logit + up + 4) * v)
+        bwd = Affine(p=12 * v)
+    elif spec.loss is Loss.CHUNKED:
+        c = LOSS_CHUNKS
+        saved = Affine(p=4 * v)
+        fwd = Affine(p=4 * v + (dt.logit + up) * v / c)
+        bwd = Affine(p=4 * v + 8 * v / c + dt.logit * v / c)
+    else:
+        saved = Affine(p=dt.res * h)
+        fwd = Affine(p=10 * h + dt.res * h)
+        bwd = Affine(p=dt.res * h)
+    return saved, fwd, bwd
+
+
+def build_memory_model(spec: TrainingSpec) -> MemoryModel:
+    """The memory model of a spec (the caller caches it by the spec's settings)."""
+    _, cfg = resolve_model(spec.model)
+    arch = parse_architecture(cfg)
+    return _build(spec, arch)
+
+
+def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
+    dt = _dtypes(spec)
+    st, notes = _static(spec, arch, dt)
+    adapted = _adapted_per_layer(spec, arch)
+    full = spec.method is Method.FULL
+
+    dense = _layer_activations(spec, arch, dt, adapted, moe=False)
+    moe = _layer_activations(spec, arch, dt, adapted, moe=True) if arch.moe_layers else Affine()
+    per_layer_total = Affine(
+        p=dense.p * arch.dense_layers + moe.p * arch.moe_layers,
+        q=dense.q * arch.dense_layers + moe.q * arch.moe_layers,
+    )
+    one_layer = moe if arch.moe_layers and moe.p > dense.p else dense
+    h, res = arch.hidden, dt.res
+
+    # Outside the decoder stack: the final norm (fp32 input for RMSNorm) and the lm_head input
+    # when the lm_head is trainable; the embedding output is layer 0's input (counted there).
+    final = Affine(p=(res * h + 8) if arch.norm_is_layernorm else 4 * h)
+    if full:
+        final = final + Affine(p=res * h * (1 if arch.norm_is_layernorm else 2))
+
+    # Checkpointing: only each layer's input survives the forward (HF ``checkpoint`` saves the
+    # hidden states; offload moves them to CPU memory).
+    ckpt = spec.gradient_checkpointing
+    if ckpt is Checkpointing.ON:
+        kept = Affine(p=arch.layers * res * h)
+    elif ckpt is Checkpointing.OFFLOAD:
+        kept = Affine(p=res * h)  # one layer's input in flight to/from the host
+        notes.append("offloaded checkpoints: layer inputs kept in CPU memory")
+    else:
+        kept = per_layer_total
+    recompute = one_layer if ckpt is not Checkpointing.OFF else Affine()
+
+    # Backward through one layer: the incoming and outgoing gradient of the residual stream, the
+    # fp32 gradients of the norms, and the gradients of the MLP's widest intermediates.
+    i_w = max(arch.dense_intermediate if arch.dense_layers else 0,
+              arch.moe_intermediate * arch.experts_per_token if arch.moe_layers else 0)  # fmt: skip
+    layer_bwd = Affine(p=3 * res * h + 4 * h + 2 * dt.mm * i_w)
+
+    _saved_loss, fwd_loss, bwd_loss = _loss_terms(spec, arch, dt)
+    activations_all = kept + final
+
+    grads_fwd = st.gradients if spec.gradient_accumulation > 1 and not spec.optimizer_in_backward else 0
+    if spec.optimizer_in_backward:
+        grads_bwd_end = st.largest_param_grad
+        grads_head = min(st.head_gradients, st.largest_param_grad)
+    else:
+        grads_bwd_end = st.gradients
+        grads_head = max(st.head_gradients, grads_fwd)
+
+    static_parts = {
+        "weights": Affine(c=st.weights),
+        "quant_constants": Affine(c=st.quant_constants),
+        "trainable_params": Affine(c=st.trainable_params),
+        "optimizer_states": Affine(c=st.optimizer_states),
+    }
+    gathered = Affine(c=st.gathered_params + st.dequant_transient)
+
+    cands: list[tuple[Phase, PhaseTerms]] = []
+    cands.append((Phase.FORWARD, PhaseTerms({
+        **static_parts,
+        "gradients": Affine(c=grads_fwd),
+        "activations": activations_all,
+        "transient": fwd_loss + gathered,
+    })))  # fmt: skip
+    cands.append((Phase.LOSS_BACKWARD, PhaseTerms({
+        **static_parts,
+        "gradients": Affine(c=grads_head),
+        "activations": activations_all,
+        "transient": bwd_loss + gathered + Affine(c=st.ddp_buckets),
+    })))  # fmt: skip
+    # Layer backward peaks either at its start (every activation alive, the loss work freed, the
+    # last layer recomputed under checkpointing) or at its end (every gradient alive, the
+    # activations released): both are candidates, the larger wins at each (batch, seq).
+    cands.append((Phase.LAYER_BACKWARD, PhaseTerms({
+        **static_parts,
+        "gradients": Affine(c=grads_head),
+        "activations": activations_all + recompute,
+        "transient": layer_bwd + gathered + Affine(c=st.ddp_buckets),
+    })))  # fmt: skip
+    if grads_bwd_end > grads_head:
+        cands.append((Phase.LAYER_BACKWARD, PhaseTerms({
+            **static_parts,
+            "gradients": Affine(c=grads_bwd_end),
+            "activations": Affine(p=res * h) + recompute,
+            "transient": layer_bwd + gathered + Affine(c=st.ddp_buckets),
+        })))  # fmt: skip
+    if not spec.optimizer_in_backward:
+        cands.append((Phase.OPTIMIZER_STEP, PhaseTerms({
+            **static_parts,
+            "gradients": Affine(c=st.gradients),
+            "activations": Affine(),
+            "transient": Affine(c=st.step_temporaries),
+        })))  # fmt: skip
+    return MemoryModel(arch=arch, static=st, candidates=tuple(cands), act_per_layer=one_layer,
+                       assumptions=tuple(notes))  # fmt: skip
