@@ -512,6 +512,16 @@ class AdaptedLinear:
     d_in: int
     d_out: int
     count: int
+    rank_mult: int = 1  # peft's ParamWrapper on fused expert gate_up uses rank 2r
+
+    def params(self, r: int) -> int:
+        """LoRA parameters of this family at rank ``r``: ``r * (d_in + d_out)`` per instance."""
+        return r * self.rank_mult * (self.d_in + self.d_out) * self.count
+
+
+def adapter_params(arch: Architecture, targets: str | list[str], r: int) -> int:
+    """Total LoRA parameters for a target list at rank ``r``."""
+    return sum(a.params(r) for a in select_lora_targets(arch, targets))
 
 
 def _module_leaf(name: str) -> str:
@@ -521,16 +531,18 @@ def _module_leaf(name: str) -> str:
 def select_lora_targets(arch: Architecture, targets: str | list[str]) -> list[AdaptedLinear]:
     """The adapted matrices for a target list, as PEFT (or lit-gpt for fused qkv) would build them.
 
-    ``all-linear``: every ``nn.Linear`` but the output layer (PEFT's rule); MoE experts are fused
-    3-D parameters in transformers >= 5 and are not ``nn.Linear``, so they are skipped.
+    ``all-linear``: every ``nn.Linear`` but the output layer (PEFT's rule). MoE experts are fused
+    3-D parameters in transformers >= 5; peft >= 0.18 adapts them through ``ParamWrapper`` with one
+    rank-r adapter per expert (rank 2r on the fused gate_up), and routers like linears (checked
+    against peft 0.21 in tests/test_inventory.py).
     A canonical name on a fused module (``q_proj`` on GPT-NeoX's ``query_key_value``) adapts the
     slice only: ``r * (d_in + d_slice)``, as lit-gpt's LoRAQKVLinear does.
     """
     out: list[AdaptedLinear] = []
     if targets == "all-linear":
         for x in arch.linears:
-            if not x.expert:
-                out.append(AdaptedLinear(x.name, x.d_in, x.d_out, x.count))
+            mult = 2 if x.expert and len(x.parts) == 2 else 1
+            out.append(AdaptedLinear(x.name, x.d_in, x.d_out, x.count, rank_mult=mult))
         return out
     wanted = set(targets)
     for x in arch.linears:

@@ -140,6 +140,21 @@ def _env(spec: TrainingSpec, gpu: GPU | None, mm: MemoryModel) -> tuple[float, i
     return coef.allocator_slack, coef.cuda_context_bytes, nccl, mm.static.paged_optimizer_states, coef
 
 
+_SPEC_JSON: dict[int, tuple[TrainingSpec, dict[str, Any]]] = {}
+
+
+def _spec_json(spec: TrainingSpec) -> dict[str, Any]:
+    """``spec.to_json()``, memoised per (immutable) spec object: a budget tool re-asks often."""
+    hit = _SPEC_JSON.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    if len(_SPEC_JSON) > 1024:
+        _SPEC_JSON.clear()
+    out = spec.to_json()
+    _SPEC_JSON[id(spec)] = (spec, out)
+    return out
+
+
 @lru_cache(maxsize=256)
 def _gpu(gid: str | None) -> GPU | None:
     return None if gid is None else find_gpu(gid)
@@ -150,8 +165,8 @@ def estimate(spec: TrainingSpec) -> Estimate:
     mm = memory_model(spec)
     gpu = _gpu(spec.gpu)
     b, s = spec.batch_size, spec.seq_len
-    phase, peak = mm.peak(b, s)
     phases = mm.phases(b, s)
+    phase = max(phases, key=lambda ph: sum(phases[ph].values()))
     at_peak = phases[phase]
     slack, ctx, nccl, paged, coef = _env(spec, gpu, mm)
     peak_alloc = sum(at_peak.values())
@@ -160,17 +175,17 @@ def estimate(spec: TrainingSpec) -> Estimate:
 
     fits: bool | None = None
     headroom: int | None = None
-    largest: LargestFit | None = None
-    gpu_info: GPUInfo | None = None
+    largest: dict[str, int] | None = None
+    gpu_info: dict[str, Any] | None = None
     if gpu is not None:
         usable = gpu.usable_bytes
-        gpu_info = GPUInfo(id=gpu.id, usable_bytes=usable)
+        gpu_info = {"id": gpu.id, "usable_bytes": usable}
         headroom = usable - peak_device
         fits = headroom >= 0
         budget = (usable - ctx - nccl - paged) / (1 + slack)
-        largest = LargestFit(batch_size=_largest_batch(mm, s, budget), seq_len=_largest_seq(mm, b, budget))
+        largest = {"batch_size": _largest_batch(mm, s, budget), "seq_len": _largest_seq(mm, b, budget)}
 
-    tp = throughput(spec, mm.arch, gpu, fitted_mfu(coef, spec.method))
+    tp = throughput(spec, mm.arch, gpu, fitted_mfu(coef, spec.method), mm.static.adapter_count)
     step = None
     if tp.tokens_per_second > 0:
         step = b * s * spec.gradient_accumulation / tp.tokens_per_second
@@ -187,38 +202,42 @@ def estimate(spec: TrainingSpec) -> Estimate:
     if spec.device is Device.CPU:
         assumptions.append("device cpu: no CUDA context, no allocator slack, CPU kernels")
 
-    memory = Memory(
+    memory = {
         **{k: at_peak[k] for k in CATEGORIES},
-        peak_phase=phase,
-        peak_allocated=peak_alloc,
-        peak_reserved=peak_reserved,
-        cuda_context=ctx,
-        peak_device=peak_device,
-        paged_optimizer_states=paged,
-        nccl_buffers=nccl,
-        allocator_slack=slack,
-        phases={ph.value: PhaseMemory(total=sum(v.values()), **v) for ph, v in phases.items()},
-    )
+        "peak_phase": phase,
+        "peak_allocated": peak_alloc,
+        "peak_reserved": peak_reserved,
+        "cuda_context": ctx,
+        "peak_device": peak_device,
+        "paged_optimizer_states": paged,
+        "nccl_buffers": nccl,
+        "allocator_slack": slack,
+        "phases": {ph.value: {"total": sum(v.values()), **v} for ph, v in phases.items()},
+    }
     st = mm.static
-    return Estimate(
-        spec=spec.to_json(),
-        params=Params(total=st.total_count, trainable=st.trainable_count, quantized=st.quantized_count),
-        memory=memory,
-        gpu=gpu_info,
-        fits=fits,
-        headroom_bytes=headroom,
-        largest_fit=largest,
-        throughput=ThroughputOut(
-            flops_per_token=tp.flops_per_token,
-            tokens_per_second=tp.tokens_per_second,
-            mfu=tp.mfu,
-            calibrated=tp.calibrated,
-            step_time_s=step,
-        ),
-        calibration=CalibrationInfo(
-            source=coef.source if spec.device is Device.CUDA else "default", records=coef.records
-        ),  # fmt: skip
-        assumptions=assumptions,
+    # One validation pass over plain data is faster than building each nested model in turn.
+    return Estimate.model_validate(
+        {
+            "spec": _spec_json(spec),
+            "params": {"total": st.total_count, "trainable": st.trainable_count, "quantized": st.quantized_count},
+            "memory": memory,
+            "gpu": gpu_info,
+            "fits": fits,
+            "headroom_bytes": headroom,
+            "largest_fit": largest,
+            "throughput": {
+                "flops_per_token": tp.flops_per_token,
+                "tokens_per_second": tp.tokens_per_second,
+                "mfu": tp.mfu,
+                "calibrated": tp.calibrated,
+                "step_time_s": step,
+            },
+            "calibration": {
+                "source": coef.source if spec.device is Device.CUDA else "default",
+                "records": coef.records,
+            },
+            "assumptions": assumptions,
+        }
     )
 
 

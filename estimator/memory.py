@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from estimator.architecture import Architecture, parse_architecture, select_lora_targets
+from estimator.architecture import Architecture, adapter_params, parse_architecture, select_lora_targets
 from estimator.dtypes import nbytes, quantized_bits_per_weight
 from estimator.models import resolve_model
 from estimator.spec import (
@@ -83,12 +83,17 @@ class PhaseTerms:
     """What is alive at one phase's peak, by category."""
 
     parts: dict[str, Affine]
+    sum_: Affine = field(default_factory=Affine)
+
+    def __post_init__(self) -> None:
+        c = p = q = 0.0
+        for a in self.parts.values():
+            c, p, q = c + a.c, p + a.p, q + a.q
+        object.__setattr__(self, "sum_", Affine(c, p, q))
 
     def total(self) -> Affine:
-        out = Affine()
-        for a in self.parts.values():
-            out = out + a
-        return out
+        """The sum of every category (computed once)."""
+        return self.sum_
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class StaticTerms:
     ddp_buckets: int
     dequant_transient: int  # QLoRA: one dequantized weight during forward/backward
     trainable_count: int
+    adapter_count: int
     quantized_count: int
     total_count: int
 
@@ -128,27 +134,33 @@ class MemoryModel:
 
     def phases(self, batch: int, seq: int) -> dict[Phase, dict[str, int]]:
         """Bytes by category at each phase's peak."""
-        out: dict[Phase, dict[str, int]] = {}
-        best: dict[Phase, float] = {}
+        t = batch * seq
+        ts = t * seq
+        best: dict[Phase, tuple[float, PhaseTerms]] = {}
         for ph, terms in self.candidates:
-            total = terms.total().at(batch, seq)
-            if ph not in best or total > best[ph]:
-                best[ph] = total
-                out[ph] = {k: round(a.at(batch, seq)) for k, a in terms.parts.items()}
-        return out
+            a = terms.sum_
+            total = a.c + a.p * t + a.q * ts
+            cur = best.get(ph)
+            if cur is None or total > cur[0]:
+                best[ph] = (total, terms)
+        return {
+            ph: {k: round(a.c + a.p * t + a.q * ts) for k, a in terms.parts.items()} for ph, (_, terms) in best.items()
+        }
 
     def peak(self, batch: int, seq: int) -> tuple[Phase, float]:
         """The phase with the most live bytes, and those bytes."""
         best, best_ph = -1.0, Phase.FORWARD
+        t = batch * seq
         for ph, terms in self.candidates:
-            v = terms.total().at(batch, seq)
+            a = terms.sum_
+            v = a.c + a.p * t + a.q * t * seq
             if v > best:
                 best, best_ph = v, ph
         return best_ph, best
 
     def totals(self) -> list[Affine]:
         """Each candidate's total as an affine function of the batch shape."""
-        return [terms.total() for _, terms in self.candidates]
+        return [terms.sum_ for _, terms in self.candidates]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,8 +365,9 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     total = arch.total_params
 
     # Which linears are quantized (QLoRA): bitsandbytes replaces nn.Linear modules except the
-    # output layer (transformers ``get_keys_to_not_convert``); MoE experts (fused 3-D parameters in
-    # transformers >= 5) and routers stay in the load dtype.
+    # output layer (transformers ``get_keys_to_not_convert``); routers stay in the load dtype.
+    # MoE experts are counted as quantized, as QLoRA on MoE is meant (transformers < 5 holds them
+    # as nn.Linear); a stack that leaves fused 3-D experts unquantized is not modelled.
     quantized = 0
     quant_bytes = 0.0
     const_bytes = 0.0
@@ -363,7 +376,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
             spec.quantization.type, spec.quantization.double_quant
         )
         for x in arch.linears:
-            if x.expert or x.router:
+            if x.router:
                 continue
             quantized += x.weight_numel
             quant_bytes += x.weight_numel * payload_bits / 8
@@ -393,7 +406,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     else:
         assert spec.lora is not None
         r = spec.lora.r
-        adapters = sum(r * (a.d_in + a.d_out) * a.count for a in select_lora_targets(arch, spec.lora.targets))
+        adapters = adapter_params(arch, spec.lora.targets, r)
         for m in spec.lora.modules_to_save:
             saved_modules += (
                 arch.embedding_numel if m == "embed_tokens" else (arch.lm_head_numel or arch.embedding_numel)
@@ -490,6 +503,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
         ddp_buckets=round(ddp),
         dequant_transient=round(deq),
         trainable_count=trainable,
+        adapter_count=adapters,
         quantized_count=quantized,
         total_count=total,
     )

@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from estimator.errors import Problem, SpecError
 
@@ -219,7 +220,11 @@ class TrainingSpec(BaseModel):
     def _fill_method_defaults(self) -> TrainingSpec:
         problems = _cross_field_problems(self)
         if problems:
-            raise ValueError("; ".join(str(p) for p in problems))
+            raise PydanticCustomError(
+                "cross_field",
+                "{summary}",
+                {"summary": "; ".join(str(p) for p in problems), "problems": [[p.field, p.message] for p in problems]},
+            )
         # Fill the defaults that depend on the method, so the returned spec is explicit.
         if self.method is not Method.FULL and self.lora is None:
             object.__setattr__(self, "lora", LoraSpec())
@@ -299,10 +304,9 @@ def problems_from_validation(exc: ValidationError) -> list[Problem]:
             msg = msg[len("Value error, ") :]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-        if not loc and ";" in msg:  # our own cross-field message: split it back into problems
-            for part in msg.split("; "):
-                field, _, text = part.partition(": ")
-                out.append(Problem(field if text else "", text or field))
+        ctx = err.get("ctx") or {}
+        if err["type"] == "cross_field" and isinstance(ctx.get("problems"), list):
+            out.extend(Problem(str(f), str(m)) for f, m in ctx["problems"])
             continue
         out.append(Problem(loc, msg))
     return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimator.architecture import Architecture, select_lora_targets
+from estimator.architecture import Architecture, adapter_params
 from estimator.gpus import GPU
 from estimator.spec import Checkpointing, Method, TrainingSpec
 
@@ -34,8 +34,11 @@ class Throughput:
     calibrated: bool
 
 
-def flops_per_token(spec: TrainingSpec, arch: Architecture) -> float:
-    """Training FLOPs per token of one step (forward + backward, + recompute)."""
+def flops_per_token(spec: TrainingSpec, arch: Architecture, adapters: int | None = None) -> float:
+    """Training FLOPs per token of one step (forward + backward, + recompute).
+
+    ``adapters`` (LoRA parameter count) may be passed when already known, to skip the target walk.
+    """
     p = arch.active_params - arch.embedding_numel  # embedding look-ups are not matmuls
     if arch.lm_head_numel == 0:
         p += arch.embedding_numel  # tied: the lm_head matmul uses the embedding matrix
@@ -44,8 +47,8 @@ def flops_per_token(spec: TrainingSpec, arch: Architecture) -> float:
         fwd, bwd = 2 * p + attn, 4 * p + 2 * attn
     else:
         assert spec.lora is not None
-        r = spec.lora.r
-        adapters = sum(r * (a.d_in + a.d_out) * a.count for a in select_lora_targets(arch, spec.lora.targets))
+        if adapters is None:
+            adapters = adapter_params(arch, spec.lora.targets, spec.lora.r)
         fwd = 2 * (p + adapters) + attn
         bwd = 2 * p + 4 * adapters + 2 * attn
     recompute = fwd if spec.gradient_checkpointing is not Checkpointing.OFF else 0
@@ -53,10 +56,10 @@ def flops_per_token(spec: TrainingSpec, arch: Architecture) -> float:
 
 
 def throughput(
-    spec: TrainingSpec, arch: Architecture, gpu: GPU | None, mfu: float | None = None
+    spec: TrainingSpec, arch: Architecture, gpu: GPU | None, mfu: float | None = None, adapters: int | None = None
 ) -> Throughput:
     """Tokens per second per GPU from the peak dense rate and an efficiency."""
-    fpt = flops_per_token(spec, arch)
+    fpt = flops_per_token(spec, arch, adapters)
     calibrated = mfu is not None
     eff = mfu if mfu is not None else DEFAULT_MFU[spec.method]
     if gpu is None:
