@@ -45,6 +45,7 @@ LOSS_CHUNKS = 8
 # smaller than ``min_8bit_size`` = 4096 elements keep 32-bit (fp32) states (optim/optimizer.py).
 BNB_8BIT_BLOCK = 256
 BNB_MIN_8BIT = 4096
+BNB_MIN_PAGED = 100_000
 
 
 class Phase(str, Enum):
@@ -219,16 +220,18 @@ def _dtypes(spec: TrainingSpec) -> _Dt:
 
 
 def _group_saved(width: int, in_bytes: int, trainable: int, adapters: int, dt: _Dt, dropout: bool,
-                 already_saved: bool, cast_needed: bool) -> float:  # fmt: skip
+                 already_saved: bool, cast_needed: bool, quant_saves: bool = False) -> float:  # fmt: skip
     """Bytes per token saved for backward at the input of a group of linears sharing one input.
 
     A trainable linear saves its input (for the weight gradient); a frozen one saves nothing.
     Under autocast a linear whose input is not in the autocast dtype saves its own cast copy
     (autocast caches casts of leaf weights only, not of activations). A PEFT adapter casts its
     input to the adapter dtype first (``_cast_input_dtype``), then applies dropout: with dropout
-    or a cast each adapter keeps its own copy, plus the dropout mask.
+    or a cast each adapter keeps its own copy, plus the dropout mask. ``quant_saves``: bitsandbytes
+    before 0.43.2 kept every 4-bit linear's input on its autograd context even for frozen weights
+    (``MatMul4Bit.forward``: ``ctx.tensors = (A, B)``), so the group input is saved regardless.
     """
-    shared = False
+    shared = quant_saves
     own = 0.0
     mismatched_ac = dt.ac is not None and in_bytes != dt.ac
     for _ in range(trainable):
@@ -276,12 +279,13 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
 
     cast_res = spec.lora is not None and dt.ad != res and not full
     cast_mm = spec.lora is not None and dt.ad != mm and not full
+    qs = spec.method is Method.QLORA and _version(spec.stack.get("bitsandbytes")) < (0, 43, 2)
 
     # Attention input (q, k, v share the norm output).
     n_qkv = 1 if arch.family in ("phi3", "gpt_neox", "falcon", "gpt_bigcode") else 3
     if arch.mla:
         n_qkv = 2
-    bytes_ += _group_saved(h, res, n_qkv if full else 0, ad("q", "k", "v", "qkv"), dt, drop, False, cast_res)
+    bytes_ += _group_saved(h, res, n_qkv if full else 0, ad("q", "k", "v", "qkv"), dt, drop, False, cast_res, qs)
 
     # Attention core. SDPA / flash save q, k, v, the output and an fp32 logsumexp per head; with
     # no padding mask transformers >= 4.48 runs GQA natively (no repeat_kv copies).
@@ -298,7 +302,7 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
         bytes_ += mm * (arch.q_dim + arch.kv_dim + arch.v_dim + o_width) + 4 * heads
         s2 = 0
         o_saved = True  # the output's storage is the o_proj input (a view after transpose)
-    bytes_ += _group_saved(o_width, mm, 1 if full else 0, ad("o"), dt, drop, o_saved, cast_mm)
+    bytes_ += _group_saved(o_width, mm, 1 if full else 0, ad("o"), dt, drop, o_saved, cast_mm, qs)
 
     # MLP. Gated (SwiGLU / GeGLU): gate output (saved by the activation), activation output and
     # up output (saved by the product), and the down projection's input when needed.
@@ -330,6 +334,17 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
     n_adapters = sum(adapted.values())
     bytes_ += n_adapters * r * dt.cb
     return Affine(p=bytes_, q=s2)
+
+
+def _version(v: str | None) -> tuple[int, ...]:
+    """A version string as a comparable tuple; absent means the current release (compares high)."""
+    if not v:
+        return (999,)
+    parts: list[int] = []
+    for piece in v.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
 
 
 def _adapted_per_layer(spec: TrainingSpec, arch: Architecture) -> dict[str, int]:
@@ -426,9 +441,14 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     # Optimizer states (torch optim/*.py, bitsandbytes optim/optimizer.py, Adafactor paper §3).
     opt, paged = _optimizer_bytes(spec, arch, trainable, trainable_bytes, full, adapters)
     if spec.optimizer in (Optimizer.PAGED_ADAMW, Optimizer.PAGED_ADAMW_8BIT):
-        paged, opt = opt, 0.0
+        # bitsandbytes pages only state buffers of tensors with >= 1e5 elements
+        # (``Optimizer8bit.get_state_buffer``); smaller ones are ordinary torch allocations.
+        big, small = _split_by_size(arch, spec, BNB_MIN_PAGED)
+        paged = opt * big / max(big + small, 1)
+        opt -= paged
         notes.append(
-            "paged optimizer states live in CUDA managed memory: in peak_device, not in peak_allocated"
+            "paged optimizer states (tensors >= 1e5 elements) live in CUDA managed memory: in "
+            "peak_device, not in peak_allocated"
         )
 
     # Step temporaries: torch's foreach AdamW/Lion hold about one copy of the states' dtype-sized
