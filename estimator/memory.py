@@ -113,6 +113,7 @@ class StaticTerms:
     gathered_params: int  # FSDP/ZeRO-3: unsharded units alive as a transient
     ddp_buckets: int
     dequant_transient: int  # QLoRA: one dequantized weight during forward/backward
+    embedding_grad_transient: int  # the embedding's gradient being formed (and summed when tied)
     trainable_count: int
     adapter_count: int
     quantized_count: int
@@ -440,7 +441,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
 
     # Optimizer states (torch optim/*.py, bitsandbytes optim/optimizer.py, Adafactor paper §3).
     opt, paged = _optimizer_bytes(spec, arch, trainable, trainable_bytes, full, adapters)
-    if spec.optimizer in (Optimizer.PAGED_ADAMW, Optimizer.PAGED_ADAMW_8BIT):
+    if spec.optimizer in (Optimizer.PAGED_ADAMW, Optimizer.PAGED_ADAMW_8BIT) and spec.device is Device.CUDA:
         # bitsandbytes pages only state buffers of tensors with >= 1e5 elements
         # (``Optimizer8bit.get_state_buffer``); smaller ones are ordinary torch allocations.
         big, small = _split_by_size(arch, spec, BNB_MIN_PAGED)
@@ -453,10 +454,12 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
 
     # Step temporaries: torch's foreach AdamW/Lion hold about one copy of the states' dtype-sized
     # parameters (``_foreach_sqrt`` of exp_avg_sq) while stepping; bitsandbytes steps per tensor.
-    if spec.optimizer in (Optimizer.ADAMW, Optimizer.LION):
+    if spec.optimizer is Optimizer.ADAMW:
         step_tmp = float(trainable_bytes)
     elif spec.optimizer is Optimizer.ADAFACTOR:
-        step_tmp = 2.0 * _largest_trainable(arch, spec) * 4
+        # transformers' Adafactor steps one tensor at a time in fp32: the gradient, the parameter,
+        # the squared gradient and the update of the largest tensor (CPU-measured: 4 copies).
+        step_tmp = 4.0 * _largest_trainable(arch, spec) * 4
     else:
         step_tmp = 0.0
 
@@ -504,6 +507,11 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     if spec.optimizer_in_backward:
         notes.append("optimizer in backward: each gradient is freed after its parameter's step")
 
+    # The embedding gradient at the end of backward: a dense V x h tensor in the parameter's dtype,
+    # plus the sum with the lm_head's gradient when the two are tied (measured on CPU).
+    emb_grad = 0.0
+    if full or "embed_tokens" in (spec.lora.modules_to_save if spec.lora else []):
+        emb_grad = arch.embedding_numel * train_bytes_per * (2 if arch.tied else 1)
     # QLoRA: bitsandbytes dequantizes one weight to the compute dtype for each matmul.
     deq = 0.0
     if spec.method is Method.QLORA:
@@ -522,6 +530,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
         gathered_params=round(gathered),
         ddp_buckets=round(ddp),
         dequant_transient=round(deq),
+        embedding_grad_transient=round(emb_grad),
         trainable_count=trainable,
         adapter_count=adapters,
         quantized_count=quantized,
@@ -553,8 +562,10 @@ def _optimizer_bytes(spec: TrainingSpec, arch: Architecture, trainable: int, tra
         big, small = _split_by_size(arch, spec, BNB_MIN_8BIT)
         per_big = 2 * (1 + 4 / BNB_8BIT_BLOCK)  # two uint8 states + fp32 absmax per 256-block
         return big * per_big + small * 8.0, 0.0
-    if o in (Optimizer.SGD, Optimizer.LION):
+    if o is Optimizer.SGD:
         return float(trainable_bytes), 0.0  # one momentum buffer like the parameter
+    if o is Optimizer.LION:
+        return 4.0 * trainable, 0.0  # bitsandbytes Lion (32-bit): one fp32 momentum per parameter
     # Adafactor (Shazeer & Stern 2018): factored second moment, rows + cols per matrix, fp32.
     tensors = _trainable_tensors(arch, spec)
     return float(sum(4 * (r + c) if c > 1 else 4 * r for r, c, _ in tensors)), 0.0
@@ -598,8 +609,13 @@ def _split_by_size(arch: Architecture, spec: TrainingSpec, threshold: int) -> tu
 # Putting the phases together
 
 
-def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[Affine, Affine, Affine]:
-    """(saved after forward, forward peak extra, loss-backward peak extra) per token.
+def _loss_terms(
+    spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable: bool
+) -> tuple[Affine, Affine, Affine]:
+    """(saved for backward, forward peak extra, loss-backward peak extra) bytes per token.
+
+    The saved part is alive from the loss forward until its backward (an activation); the extras
+    are transient work on top of it.
 
     Standard (transformers ``ForCausalLMLoss``): logits in ``logit`` bytes, upcast to fp32, and
     ``log_softmax`` saves its fp32 output (4V). Backward: the fp32 gradient of the log-probs, the
@@ -613,17 +629,21 @@ def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[Affine
     up = 4 if dt.logit < 4 else 0  # .float() copy, absent when logits are already fp32
     if spec.loss is Loss.STANDARD:
         saved = Affine(p=4 * v)
-        fwd = Affine(p=(dt.logit + up + 4) * v)
-        bwd = Affine(p=12 * v)
+        fwd = Affine(p=(dt.logit + up) * v)
+        bwd = Affine(p=8 * v)
     elif spec.loss is Loss.CHUNKED:
         c = LOSS_CHUNKS
         saved = Affine(p=4 * v)
-        fwd = Affine(p=4 * v + (dt.logit + up) * v / c)
-        bwd = Affine(p=4 * v + 8 * v / c + dt.logit * v / c)
+        fwd = Affine(p=(dt.logit + up) * v / c)
+        bwd = Affine(p=8 * v / c)
+        if head_trainable:
+            # The lm_head weight gets one gradient per chunk, summed by autograd as they come: the
+            # running sum, the new chunk's gradient and their sum (CPU-measured: 3 x V x h).
+            bwd = Affine(c=3 * v * h * dt.p)
     else:
         saved = Affine(p=dt.res * h)
-        fwd = Affine(p=10 * h + dt.res * h)
-        bwd = Affine(p=dt.res * h)
+        fwd = Affine(p=10 * h)
+        bwd = Affine()
     return saved, fwd, bwd
 
 
@@ -673,7 +693,8 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
               arch.moe_intermediate * arch.experts_per_token if arch.moe_layers else 0)  # fmt: skip
     layer_bwd = Affine(p=3 * res * h + 4 * h + 2 * dt.mm * i_w)
 
-    _saved_loss, fwd_loss, bwd_loss = _loss_terms(spec, arch, dt)
+    head_trainable = full or "lm_head" in (spec.lora.modules_to_save if spec.lora else [])
+    saved_loss, fwd_loss, bwd_loss = _loss_terms(spec, arch, dt, head_trainable)
     activations_all = kept + final
 
     grads_fwd = st.gradients if spec.gradient_accumulation > 1 and not spec.optimizer_in_backward else 0
@@ -696,13 +717,13 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
     cands.append((Phase.FORWARD, PhaseTerms({
         **static_parts,
         "gradients": Affine(c=grads_fwd),
-        "activations": activations_all,
+        "activations": activations_all + saved_loss,
         "transient": fwd_loss + gathered,
     })))  # fmt: skip
     cands.append((Phase.LOSS_BACKWARD, PhaseTerms({
         **static_parts,
-        "gradients": Affine(c=grads_head),
-        "activations": activations_all,
+        "gradients": Affine(c=grads_fwd),  # the loss backward peaks before any weight gradient
+        "activations": activations_all + saved_loss,
         "transient": bwd_loss + gathered + Affine(c=st.ddp_buckets),
     })))  # fmt: skip
     # Layer backward peaks either at its start (every activation alive, the loss work freed, the
@@ -715,11 +736,23 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
         "transient": layer_bwd + gathered + Affine(c=st.ddp_buckets),
     })))  # fmt: skip
     if grads_bwd_end > grads_head:
+        # Walking down the stack, gradients grow while checkpoints/activations are released. The
+        # live bytes are linear in the layer index, so the two ends are the candidates: the first
+        # decoder layer's backward (every gradient but its own and the embedding's) and the
+        # embedding's backward (every gradient, with the embedding gradient being formed).
+        emb_grad = st.embedding_grad_transient // 2 if arch.tied else st.embedding_grad_transient
+        per_layer = max(0, grads_bwd_end - grads_head - (0 if arch.tied else emb_grad)) // arch.layers
         cands.append((Phase.LAYER_BACKWARD, PhaseTerms({
             **static_parts,
-            "gradients": Affine(c=grads_bwd_end),
+            "gradients": Affine(c=max(grads_head, grads_bwd_end - emb_grad - per_layer)),
             "activations": Affine(p=res * h) + recompute,
             "transient": layer_bwd + gathered + Affine(c=st.ddp_buckets),
+        })))  # fmt: skip
+        cands.append((Phase.LAYER_BACKWARD, PhaseTerms({
+            **static_parts,
+            "gradients": Affine(c=grads_bwd_end - (0 if arch.tied else emb_grad)),
+            "activations": Affine(),
+            "transient": gathered + Affine(c=st.ddp_buckets + st.embedding_grad_transient),
         })))  # fmt: skip
     if not spec.optimizer_in_backward:
         cands.append((Phase.OPTIMIZER_STEP, PhaseTerms({
