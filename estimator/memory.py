@@ -348,6 +348,25 @@ def _version(v: str | None) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def _first_layer_discount(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted: dict[str, int]) -> float:
+    """Bytes per token that the first decoder layer does not save when nothing before it trains.
+
+    With a frozen embedding the first layer's input does not require grad, so autograd saves
+    nothing for its first norm, and the dropout masks of the adapters on that input are not
+    needed (only the adapter inputs are, for the adapter weights' gradients). CPU-traced.
+    """
+    if spec.method is Method.FULL or (spec.lora and "embed_tokens" in spec.lora.modules_to_save):
+        return 0.0
+    h = arch.hidden
+    norm = 0.0 if arch.norm_is_layernorm else 4.0 * h
+    n_first = sum(adapted.get(k, 0) for k in ("q", "k", "v", "qkv"))
+    if arch.parallel_block and arch.norms_per_layer == 1:
+        n_first += adapted.get("up", 0)  # phi: the MLP reads the same norm output
+    drop = spec.lora is not None and spec.lora.dropout > 0
+    masks = n_first * dt.mask * h if drop else 0.0
+    return norm + masks
+
+
 def _adapted_per_layer(spec: TrainingSpec, arch: Architecture) -> dict[str, int]:
     """Adapters per decoder layer by role (q, k, v, qkv, o, gate, up, gate_up, down, other)."""
     if spec.lora is None or spec.method is Method.FULL:
@@ -684,7 +703,7 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
         kept = Affine(p=res * h)  # one layer's input in flight to/from the host
         notes.append("offloaded checkpoints: layer inputs kept in CPU memory")
     else:
-        kept = per_layer_total
+        kept = Affine(p=per_layer_total.p - _first_layer_discount(spec, arch, dt, adapted), q=per_layer_total.q)
     recompute = one_layer if ckpt is not Checkpointing.OFF else Affine()
 
     # Backward through one layer: the incoming and outgoing gradient of the residual stream, the
