@@ -33,9 +33,7 @@ METRIC = {
 
 
 def fully_specified(tags: list[str]) -> bool:
-    return not any(
-        t.endswith("_assumed") or t == "seq_len_upper_bound" or t.startswith("unmodelled:") for t in tags
-    )
+    return not any(t.endswith("_assumed") or t == "seq_len_upper_bound" or t.startswith("unmodelled:") for t in tags)
 
 
 def run(path: Path) -> list[dict[str, object]]:

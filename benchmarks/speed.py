@@ -20,9 +20,21 @@ sys.path.insert(0, str(ROOT))
 from estimator import TrainingSpec, estimate  # noqa: E402
 
 SPECS = [
-    {"model": "meta-llama/Llama-3.1-8B", "method": "qlora", "gpu": "rtx-4090", "batch_size": 2, "seq_len": 2048},
+    {
+        "model": "meta-llama/Llama-3.1-8B",
+        "method": "qlora",
+        "gpu": "rtx-4090",
+        "batch_size": 2,
+        "seq_len": 2048,
+    },
     {"model": "Qwen/Qwen3-8B", "method": "lora", "gpu": "h100-sxm-80gb", "batch_size": 4, "seq_len": 4096},
-    {"model": "meta-llama/Llama-3.1-70B", "method": "full", "gpu": "a100-sxm-80gb", "num_gpus": 8, "sharding": "fsdp"},
+    {
+        "model": "meta-llama/Llama-3.1-70B",
+        "method": "full",
+        "gpu": "a100-sxm-80gb",
+        "num_gpus": 8,
+        "sharding": "fsdp",
+    },
 ]
 
 

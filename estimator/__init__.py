@@ -8,6 +8,7 @@ fastapi or plotly (``tests/test_imports.py`` proves it). The public surface is p
     >>> est = estimate(TrainingSpec.model_validate({"model": "meta-llama/Llama-3.1-8B", "gpu": "h100"}))
 """
 
+from estimator.decision import Decision, DecisionRequest, Gap, Route, decide
 from estimator.errors import (
     CatalogError,
     Problem,
@@ -34,22 +35,31 @@ from estimator.spec import (
     TrainingSpec,
     check_spec,
 )
+from estimator.tco import Bill, CostReport, CostRequest, Programme, tco
 
 __all__ = [
     "GPU",
     "Attention",
+    "Bill",
     "CatalogError",
     "Checkpointing",
+    "CostReport",
+    "CostRequest",
     "DType",
+    "Decision",
+    "DecisionRequest",
     "Device",
     "Estimate",
+    "Gap",
     "LoraSpec",
     "Loss",
     "Method",
     "Optimizer",
     "Problem",
+    "Programme",
     "QuantSpec",
     "QuantType",
+    "Route",
     "Sharding",
     "SpecError",
     "TrainingSpec",
@@ -57,6 +67,7 @@ __all__ = [
     "UnknownGPUError",
     "UnknownModelError",
     "check_spec",
+    "decide",
     "estimate",
     "find_gpu",
     "find_model",
@@ -64,4 +75,5 @@ __all__ = [
     "gpu_ids",
     "model_catalog",
     "resolve_model",
+    "tco",
 ]

@@ -11,7 +11,7 @@ peft. Leaves out: vision towers of multimodal checkpoints (text model only), MTP
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 SUPPORTED_FAMILIES = (
@@ -92,9 +92,7 @@ class Architecture:
 
     @property
     def total_params(self) -> int:
-        return (
-            self.embedding_numel + self.lm_head_numel + self.norm_numel + self.other_numel + self.linear_numel
-        )
+        return self.embedding_numel + self.lm_head_numel + self.norm_numel + self.other_numel + self.linear_numel
 
     @property
     def active_params(self) -> int:
@@ -125,7 +123,7 @@ def _get(cfg: dict[str, Any], *names: str, default: Any = None) -> Any:
     return default
 
 
-@cache
+@lru_cache(maxsize=512)
 def _parse_cached(key: str) -> Architecture:
     import json
 
@@ -156,9 +154,13 @@ def _parse(raw: dict[str, Any]) -> Architecture:
     return builder(family, cfg)
 
 
+# Larger than any real model by orders of magnitude; bounds the work a hostile config can cause.
+MAX_DIMENSION = 10_000_000
+
+
 def _positive(name: str, v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-        raise ValueError(f"config field {name} must be a positive integer, got {v!r}")
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0 or v > MAX_DIMENSION:
+        raise ValueError(f"config field {name} must be a positive integer up to {MAX_DIMENSION:,}, got {v!r}")
     return v
 
 
@@ -181,9 +183,7 @@ def _tied(family: str, cfg: dict[str, Any]) -> bool:
     return bool(_TIED_DEFAULT.get(family, False) if v is None else v)
 
 
-def _attn_linears(
-    family: str, cfg: dict[str, Any], h: int, n: int, a: int, kvh: int, hd: int
-) -> list[Linear]:
+def _attn_linears(family: str, cfg: dict[str, Any], h: int, n: int, a: int, kvh: int, hd: int) -> list[Linear]:
     q, kv = a * hd, kvh * hd
     if family == "phi3":
         return [
@@ -217,9 +217,7 @@ def _experts(n_moe: int, e: int, h: int, i: int, bias: bool = False) -> list[Lin
     """MoE experts as fused 3-D parameters (transformers >= 5: ``gate_up_proj`` and ``down_proj``)."""
     c = n_moe * e
     return [
-        Linear(
-            "experts.gate_up_proj", h, 2 * i, c, bias, parts=(("gate_proj", i), ("up_proj", i)), expert=True
-        ),
+        Linear("experts.gate_up_proj", h, 2 * i, c, bias, parts=(("gate_proj", i), ("up_proj", i)), expert=True),
         Linear("experts.down_proj", i, h, c, bias, expert=True),
     ]
 
@@ -267,9 +265,7 @@ def _arch(
         tied=tied,
         gated_mlp=gated,
         dense_layers=n - moe_layers if dense_layers is None else dense_layers,
-        dense_intermediate=dense_i
-        if dense_i is not None
-        else int(_get(cfg, "intermediate_size", default=4 * h)),
+        dense_intermediate=dense_i if dense_i is not None else int(_get(cfg, "intermediate_size", default=4 * h)),
         moe_layers=moe_layers,
         moe_intermediate=moe_i,
         experts=experts,
@@ -308,16 +304,14 @@ def _mixtral(family: str, cfg: dict[str, Any]) -> Architecture:
     e, k, i = int(cfg["num_local_experts"]), int(cfg["num_experts_per_tok"]), int(cfg["intermediate_size"])
     lin = _attn_linears(family, cfg, h, n, a, kvh, hd)
     lin += [Linear("gate", h, e, n, router=True), *_experts(n, e, h, i)]
-    return _arch(
-        family, cfg, lin, norms_per_layer=2, moe_layers=n, moe_i=i, experts=e, top_k=k, dense_layers=0
-    )
+    return _arch(family, cfg, lin, norms_per_layer=2, moe_layers=n, moe_i=i, experts=e, top_k=k, dense_layers=0)
 
 
 def _qwen3_moe(family: str, cfg: dict[str, Any]) -> Architecture:
     h, n, a, kvh, hd, _ = _common(cfg)
     e, k = int(cfg["num_experts"]), int(cfg["num_experts_per_tok"])
     mi, di = int(cfg["moe_intermediate_size"]), int(cfg["intermediate_size"])
-    step = int(cfg.get("decoder_sparse_step", 1))
+    step = _positive("decoder_sparse_step", cfg.get("decoder_sparse_step", 1))
     only = set(cfg.get("mlp_only_layers") or [])
     n_moe = sum(1 for li in range(n) if li not in only and e > 0 and (li + 1) % step == 0)
     lin = _attn_linears(family, cfg, h, n, a, kvh, hd)
@@ -356,10 +350,7 @@ def _deepseek_v3(family: str, cfg: dict[str, Any]) -> Architecture:
         *_gated(first_dense, h, di),
         Linear("gate", h, e, n_moe, router=True),
         *_experts(n_moe, e, h, mi),
-        *[
-            Linear(f"shared_experts.{x.name}", x.d_in, x.d_out, x.count, parts=x.parts)
-            for x in _gated(n_moe, h, si)
-        ],
+        *[Linear(f"shared_experts.{x.name}", x.d_in, x.d_out, x.count, parts=x.parts) for x in _gated(n_moe, h, si)],
     ]
     return _arch(
         family, cfg, lin, norms_per_layer=2, extra_norm_numel=extra_norm,
@@ -411,9 +402,7 @@ def _gpt_neox(family: str, cfg: dict[str, Any]) -> Architecture:
         Linear("dense_4h_to_h", i, h, n, True, parts=(("down_proj", h),)),
     ]
     parallel = bool(cfg.get("use_parallel_residual", True))
-    return _arch(
-        family, cfg, lin, norms_per_layer=2, layernorm=True, gated=False, dense_i=i, parallel=parallel
-    )
+    return _arch(family, cfg, lin, norms_per_layer=2, layernorm=True, gated=False, dense_i=i, parallel=parallel)
 
 
 def _phi(family: str, cfg: dict[str, Any]) -> Architecture:
@@ -449,22 +438,15 @@ def _falcon(family: str, cfg: dict[str, Any]) -> Architecture:
     bias = bool(cfg.get("bias", False))
     kv = kvh * hd
     lin = [
-        Linear(
-            "query_key_value", h, h + 2 * kv, n, bias, parts=(("q_proj", h), ("k_proj", kv), ("v_proj", kv))
-        ),
+        Linear("query_key_value", h, h + 2 * kv, n, bias, parts=(("q_proj", h), ("k_proj", kv), ("v_proj", kv))),
         Linear("dense", h, h, n, bias, parts=(("o_proj", h),)),
         Linear("dense_h_to_4h", h, i, n, bias, parts=(("up_proj", i),)),
         Linear("dense_4h_to_h", i, h, n, bias, parts=(("down_proj", h),)),
     ]
     parallel = bool(cfg.get("parallel_attn", True))
-    if new_arch:
-        norms = int(cfg.get("num_ln_in_parallel_attn") or 2)
-    else:
-        norms = 1 if parallel else 2
+    norms = int(cfg.get("num_ln_in_parallel_attn") or 2) if new_arch else 1 if parallel else 2
     cfg2 = {**cfg, "num_key_value_heads": kvh, "head_dim": hd}
-    return _arch(
-        family, cfg2, lin, norms_per_layer=norms, layernorm=True, gated=False, dense_i=i, parallel=parallel
-    )
+    return _arch(family, cfg2, lin, norms_per_layer=norms, layernorm=True, gated=False, dense_i=i, parallel=parallel)
 
 
 def _gpt_bigcode(family: str, cfg: dict[str, Any]) -> Architecture:
@@ -481,9 +463,7 @@ def _gpt_bigcode(family: str, cfg: dict[str, Any]) -> Architecture:
     ]
     pos = int(_get(cfg, "n_positions", "max_position_embeddings", default=2048)) * h
     cfg2 = {**cfg, "num_key_value_heads": kvh, "head_dim": hd}
-    return _arch(
-        family, cfg2, lin, norms_per_layer=2, layernorm=True, gated=False, dense_i=i, extra_embedding=pos
-    )
+    return _arch(family, cfg2, lin, norms_per_layer=2, layernorm=True, gated=False, dense_i=i, extra_embedding=pos)
 
 
 _BUILDERS = {

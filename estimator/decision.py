@@ -221,9 +221,7 @@ def _from(source: RouteSource) -> str:
     return {"explicit": "the route you gave", "goal": "your goal", "gap": "the gap"}.get(source, "the input")
 
 
-def _ask(
-    req: DecisionRequest, matched: dict[Route, list[str]], matched_json: dict[str, list[str]]
-) -> Decision:
+def _ask(req: DecisionRequest, matched: dict[Route, list[str]], matched_json: dict[str, list[str]]) -> Decision:
     if len(matched) > 1:
         names = ", ".join(f"{r.value} ({', '.join(w)})" for r, w in matched.items())
         reasons = [f"the goal names several routes: {names}; tunecast does not guess between them"]
@@ -255,9 +253,7 @@ def _needs_input(
     )
 
 
-def _gate(
-    req: DecisionRequest, route: Route, source: RouteSource, matched_json: dict[str, list[str]]
-) -> Decision:
+def _gate(req: DecisionRequest, route: Route, source: RouteSource, matched_json: dict[str, list[str]]) -> Decision:
     reasons = [f"{_from(source)} points to {ROUTE_LABELS[route]}"]
     would_change: list[str] = []
     questions: list[str] = []

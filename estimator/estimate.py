@@ -196,9 +196,7 @@ def estimate(spec: TrainingSpec) -> Estimate:
     if coef.source == "default" and spec.device is Device.CUDA:
         assumptions.append("CUDA context and allocator slack are defaults (no calibration for this GPU)")
     if not tp.calibrated:
-        assumptions.append(
-            f"efficiency (MFU) {tp.mfu:.0%} is an uncalibrated default for {spec.method.value}"
-        )
+        assumptions.append(f"efficiency (MFU) {tp.mfu:.0%} is an uncalibrated default for {spec.method.value}")
     if spec.device is Device.CPU:
         assumptions.append("device cpu: no CUDA context, no allocator slack, CPU kernels")
 
@@ -219,7 +217,11 @@ def estimate(spec: TrainingSpec) -> Estimate:
     return Estimate.model_validate(
         {
             "spec": _spec_json(spec),
-            "params": {"total": st.total_count, "trainable": st.trainable_count, "quantized": st.quantized_count},
+            "params": {
+                "total": st.total_count,
+                "trainable": st.trainable_count,
+                "quantized": st.quantized_count,
+            },
             "memory": memory,
             "gpu": gpu_info,
             "fits": fits,

@@ -21,7 +21,7 @@ fragmentation beyond the allocator-slack coefficient, and NCCL internals beyond 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from estimator.architecture import Architecture, adapter_params, parse_architecture, select_lora_targets
 from estimator.dtypes import nbytes, quantized_bits_per_weight
@@ -48,7 +48,7 @@ BNB_MIN_8BIT = 4096
 BNB_MIN_PAGED = 100_000
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """The four phases of a step (SPEC.md ``peak_phase``)."""
 
     FORWARD = "forward"
@@ -311,9 +311,7 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
         out = 0.0
         if arch.gated_mlp:
             out += 3 * mm * i
-            out += _group_saved(
-                h, res, 2 if full else 0, ad("gate", "up", "gate_up"), dt, drop, False, cast_res
-            )
+            out += _group_saved(h, res, 2 if full else 0, ad("gate", "up", "gate_up"), dt, drop, False, cast_res)
         else:
             out += mm * i  # fc1 output, saved by GELU
             out += _group_saved(h, res, 1 if full else 0, ad("up"), dt, drop, False, cast_res)
@@ -381,10 +379,7 @@ def _adapted_per_layer(spec: TrainingSpec, arch: Architecture) -> dict[str, int]
     for a in select_lora_targets(arch, spec.lora.targets):
         base = a.name.split("[")[-1].rstrip("]") if "[" in a.name else a.name
         leaf = base.rsplit(".", 1)[-1]
-        if a.name.endswith("mlp.c_proj") or base == "mlp.c_proj":
-            role = "down"
-        else:
-            role = roles.get(leaf, "other")
+        role = "down" if a.name.endswith("mlp.c_proj") or base == "mlp.c_proj" else roles.get(leaf, "other")
         out[role] = out.get(role, 0) + max(1, round(a.count / arch.layers))
     return out
 
@@ -407,9 +402,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     quant_bytes = 0.0
     const_bytes = 0.0
     if spec.method is Method.QLORA and spec.quantization is not None:
-        payload_bits, const_bits = quantized_bits_per_weight(
-            spec.quantization.type, spec.quantization.double_quant
-        )
+        payload_bits, const_bits = quantized_bits_per_weight(spec.quantization.type, spec.quantization.double_quant)
         for x in arch.linears:
             if x.router:
                 continue
@@ -427,9 +420,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     # Non-quantized base parameters: fp32 after PEFT's prepare_model_for_kbit_training (HF stack).
     base_bytes_per = 4 if dt.upcast_kbit else dt.p
     if dt.upcast_kbit:
-        notes.append(
-            "QLoRA on the HF stack: prepare_model_for_kbit_training upcasts non-quantized params to fp32"
-        )
+        notes.append("QLoRA on the HF stack: prepare_model_for_kbit_training upcasts non-quantized params to fp32")
 
     # Trainable parameters.
     adapters = 0
@@ -450,11 +441,11 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
         train_bytes_per = dt.ad
         weights = quant_bytes + unquantized * base_bytes_per
     # PEFT's modules_to_save keeps the original module and a trainable copy (ModulesToSaveWrapper).
-    trainable_bytes = adapters * dt.ad + saved_modules * (4 if dt.upcast_kbit else dt.p)
+    trainable_bytes: float = adapters * dt.ad + saved_modules * (4 if dt.upcast_kbit else dt.p)
     if full:
         trainable_bytes = total * train_bytes_per
 
-    grad_bytes = trainable_bytes  # gradients take the dtype of their parameter
+    grad_bytes: float = trainable_bytes  # gradients take the dtype of their parameter
     if full and dt.ac is not None and dt.p == 4:
         notes.append("mixed precision: fp32 master weights and gradients, bf16 compute")
 
@@ -628,9 +619,7 @@ def _split_by_size(arch: Architecture, spec: TrainingSpec, threshold: int) -> tu
 # Putting the phases together
 
 
-def _loss_terms(
-    spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable: bool
-) -> tuple[Affine, Affine, Affine]:
+def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable: bool) -> tuple[Affine, Affine, Affine]:
     """(saved for backward, forward peak extra, loss-backward peak extra) bytes per token.
 
     The saved part is alive from the loss forward until its backward (an activation); the extras

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-@cache
+@lru_cache(maxsize=256)
 def _resolve_str(ref: str) -> tuple[str, dict[str, Any]]:
     found = find_model(ref)
     if found is not None:
@@ -120,6 +120,8 @@ def model_problems(ref: str | dict[str, Any]) -> list[Problem]:
         parse_architecture(cfg)
     except KeyError as exc:
         return [Problem("model.config", f"the config lacks a required field {exc}")]
+    except (TypeError, ArithmeticError) as exc:
+        return [Problem("model.config", f"the config has a field of the wrong type or value: {exc}")]
     except ValueError as exc:
         msg = str(exc)
         if "model_type" in msg:

@@ -33,9 +33,7 @@ class PlanRequest(BaseModel):
     gpus: list[str] | None = Field(
         None, min_length=1, max_length=MAX_PLAN_GPUS, description="GPU ids; omitted: the whole catalog."
     )
-    tokens_per_run: int = Field(
-        ge=1, le=10**15, description="Training tokens of one run (dataset tokens x epochs)."
-    )
+    tokens_per_run: int = Field(ge=1, le=10**15, description="Training tokens of one run (dataset tokens x epochs).")
     price: Literal["low", "typical", "high"] = Field("typical", description="Which catalog price to use.")
 
 
@@ -82,9 +80,7 @@ def check_plan(data: Any) -> PlanRequest:
             try:
                 check_spec(data["spec"])
             except SpecError as spec_exc:
-                problems += [
-                    Problem(f"spec.{p.field}" if p.field else "spec", p.message) for p in spec_exc.problems
-                ]
+                problems += [Problem(f"spec.{p.field}" if p.field else "spec", p.message) for p in spec_exc.problems]
     spec_gpu = data["spec"].get("gpu") if isinstance(data.get("spec"), dict) else None
     if spec_gpu is not None:
         problems.append(Problem("spec.gpu", "give the GPUs to compare in 'gpus', not in the spec"))

@@ -8,7 +8,7 @@ in :func:`check_spec`, which reports every problem of a raw input at once.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 from estimator.errors import Problem, SpecError
 
 
-class Method(str, Enum):
+class Method(StrEnum):
     """How the model is trained."""
 
     FULL = "full"
@@ -28,7 +28,7 @@ class Method(str, Enum):
     """Frozen base weights quantized (NF4 etc.) plus adapters (Dettmers et al. 2023)."""
 
 
-class QuantType(str, Enum):
+class QuantType(StrEnum):
     """Storage format of the frozen base weights under QLoRA."""
 
     NF4 = "nf4"
@@ -43,7 +43,7 @@ class QuantType(str, Enum):
     """AWQ 4-bit, group size 128: same storage as GPTQ."""
 
 
-class DType(str, Enum):
+class DType(StrEnum):
     """A floating-point storage type."""
 
     FP32 = "fp32"
@@ -51,7 +51,7 @@ class DType(str, Enum):
     FP16 = "fp16"
 
 
-class Optimizer(str, Enum):
+class Optimizer(StrEnum):
     """The optimizer, which decides the bytes of state kept per trainable parameter."""
 
     ADAMW = "adamw"
@@ -70,7 +70,7 @@ class Optimizer(str, Enum):
     """Lion: one momentum state per parameter."""
 
 
-class Checkpointing(str, Enum):
+class Checkpointing(StrEnum):
     """Activation (gradient) checkpointing per decoder layer."""
 
     OFF = "false"
@@ -78,7 +78,7 @@ class Checkpointing(str, Enum):
     OFFLOAD = "offload"
 
 
-class Attention(str, Enum):
+class Attention(StrEnum):
     """The attention kernel: decides whether the s² score matrix is materialised."""
 
     SDPA = "sdpa"
@@ -86,7 +86,7 @@ class Attention(str, Enum):
     EAGER = "eager"
 
 
-class Loss(str, Enum):
+class Loss(StrEnum):
     """How logits and cross-entropy are computed."""
 
     STANDARD = "standard"
@@ -97,7 +97,7 @@ class Loss(str, Enum):
     """Fused linear + CE (Liger, cut-cross-entropy): logits never materialised."""
 
 
-class Sharding(str, Enum):
+class Sharding(StrEnum):
     """How state is split over ``num_gpus`` data-parallel ranks."""
 
     NONE = "none"
@@ -108,7 +108,7 @@ class Sharding(str, Enum):
     ZERO3 = "zero3"
 
 
-class Device(str, Enum):
+class Device(StrEnum):
     """What the prediction is for (SPEC.md): ``cpu`` drops CUDA context and allocator slack."""
 
     CUDA = "cuda"
@@ -131,9 +131,7 @@ class LoraSpec(BaseModel):
         "all-linear",
         description="'all-linear' or module names (q_proj, k_proj, ...; family aliases accepted).",
     )
-    adapter_dtype: DType = Field(
-        DType.FP32, description="fp32 is PEFT's default (autocast_adapter_dtype=True)."
-    )
+    adapter_dtype: DType = Field(DType.FP32, description="fp32 is PEFT's default (autocast_adapter_dtype=True).")
     modules_to_save: list[Literal["embed_tokens", "lm_head"]] = Field(
         default_factory=list, description="Modules trained in full next to the adapters."
     )
@@ -223,7 +221,10 @@ class TrainingSpec(BaseModel):
             raise PydanticCustomError(
                 "cross_field",
                 "{summary}",
-                {"summary": "; ".join(str(p) for p in problems), "problems": [[p.field, p.message] for p in problems]},
+                {
+                    "summary": "; ".join(str(p) for p in problems),
+                    "problems": [[p.field, p.message] for p in problems],
+                },
             )
         # Fill the defaults that depend on the method, so the returned spec is explicit.
         if self.method is not Method.FULL and self.lora is None:
@@ -251,9 +252,7 @@ def _cross_field_problems(spec: TrainingSpec) -> list[Problem]:
 
     problems: list[Problem] = []
     if spec.method is Method.FULL and spec.lora is not None:
-        problems.append(
-            Problem("lora", "LoRA settings given for method 'full'; use method 'lora' or 'qlora'")
-        )
+        problems.append(Problem("lora", "LoRA settings given for method 'full'; use method 'lora' or 'qlora'"))
     if spec.method is not Method.QLORA and spec.quantization is not None:
         problems.append(Problem("quantization", "quantization applies to method 'qlora' only"))
     if spec.sharding is Sharding.NONE and spec.num_gpus > 1:
@@ -262,9 +261,7 @@ def _cross_field_problems(spec: TrainingSpec) -> list[Problem]:
         problems.append(Problem("cpu_offload", "CPU offload needs sharding fsdp, zero2 or zero3"))
     if spec.optimizer_in_backward and spec.gradient_accumulation > 1:
         problems.append(
-            Problem(
-                "optimizer_in_backward", "optimizer-in-backward cannot be combined with gradient accumulation"
-            )
+            Problem("optimizer_in_backward", "optimizer-in-backward cannot be combined with gradient accumulation")
         )
     if spec.gpu is not None and find_gpu(spec.gpu) is None:
         from estimator.gpus import gpu_ids
@@ -325,14 +322,8 @@ def _raw_cross_field_problems(data: dict[str, Any], bad_fields: set[str]) -> lis
         problems.extend(model_problems(model))
     method = data.get("method", "lora")
     if method == "full" and data.get("lora") is not None and "lora" not in bad_fields:
-        problems.append(
-            Problem("lora", "LoRA settings given for method 'full'; use method 'lora' or 'qlora'")
-        )
-    if (
-        method in ("full", "lora")
-        and data.get("quantization") is not None
-        and "quantization" not in bad_fields
-    ):
+        problems.append(Problem("lora", "LoRA settings given for method 'full'; use method 'lora' or 'qlora'"))
+    if method in ("full", "lora") and data.get("quantization") is not None and "quantization" not in bad_fields:
         problems.append(Problem("quantization", "quantization applies to method 'qlora' only"))
     return problems
 

@@ -145,9 +145,7 @@ class IterationPlan(BaseModel):
 
     training_runs: int = Field(2, ge=1, le=10_000, description="Full runs per release: a first and a fix-up.")
     hyperparameter_trials: int = Field(4, ge=0, le=10_000, description="Trial runs per release (assumption).")
-    trial_data_fraction: float = Field(
-        0.25, gt=0, le=1, description="Share of the tokens one trial trains on."
-    )
+    trial_data_fraction: float = Field(0.25, gt=0, le=1, description="Share of the tokens one trial trains on.")
 
     @property
     def run_equivalents(self) -> float:
@@ -181,13 +179,9 @@ class RetrainingPlan(BaseModel):
     base_model_updates_per_year: float = Field(
         2, ge=0, le=365, description="New base-model versions adopted per year (assumption)."
     )
-    data_refreshes_per_year: float = Field(
-        4, ge=0, le=365, description="Retrains on refreshed data (quarterly)."
-    )
+    data_refreshes_per_year: float = Field(4, ge=0, le=365, description="Retrains on refreshed data (quarterly).")
     runs_per_retrain: int = Field(1, ge=1, le=10_000, description="Full runs per retrain (no trials).")
-    refresh_share: float = Field(
-        0.2, ge=0, le=1, description="Share of the dataset that is new at each data refresh."
-    )
+    refresh_share: float = Field(0.2, ge=0, le=1, description="Share of the dataset that is new at each data refresh.")
     engineering_hours_per_retrain: float = Field(8, ge=0, le=1e6, description="People's hours per retrain.")
 
 
@@ -535,9 +529,7 @@ def _problems(exc: ValidationError) -> list[Problem]:
         if err["type"] == "value_error":
             for part in msg.split("; "):
                 field, sep, text = part.partition(": ")
-                out.append(
-                    Problem(".".join(x for x in (loc, field) if x), text) if sep else Problem(loc, part)
-                )
+                out.append(Problem(".".join(x for x in (loc, field) if x), text) if sep else Problem(loc, part))
             continue
         out.append(Problem(loc, msg))
     return out
@@ -606,21 +598,15 @@ def _rates(p: Programme, gpu: GPU) -> _Rates:
     if lab.cost_per_labelled_example is not None:
         label = Quote(lab.cost_per_labelled_example, "input programme.labelling.cost_per_labelled_example")
     else:
-        rate = _given_or_default(
-            lab.annotator_hourly_rate, "labelling.annotator_hourly_rate", "annotator_hourly_rate"
-        )
-        minutes = _given_or_default(
-            lab.minutes_per_example, "labelling.minutes_per_example", "minutes_per_example"
-        )
+        rate = _given_or_default(lab.annotator_hourly_rate, "labelling.annotator_hourly_rate", "annotator_hourly_rate")
+        minutes = _given_or_default(lab.minutes_per_example, "labelling.minutes_per_example", "minutes_per_example")
         label = Quote(
             rate.value * minutes.value / 60,
             f"annotator ${rate.value:g}/h x {minutes.value:g} min/example; rate: {rate.source}; "
             f"minutes: {minutes.source}",
             rate.as_of,
         )
-    annotator = _given_or_default(
-        lab.annotator_hourly_rate, "labelling.annotator_hourly_rate", "annotator_hourly_rate"
-    )
+    annotator = _given_or_default(lab.annotator_hourly_rate, "labelling.annotator_hourly_rate", "annotator_hourly_rate")
     if ev.cost_per_eval_run is not None:
         eval_run = Quote(ev.cost_per_eval_run, "input programme.evaluation.cost_per_eval_run")
     else:
@@ -634,9 +620,7 @@ def _rates(p: Programme, gpu: GPU) -> _Rates:
         gpu=gpu_q,
         restart_overhead=restart,
         label=label,
-        review_overhead=_given_or_default(
-            lab.review_overhead, "labelling.review_overhead", "review_overhead"
-        ),
+        review_overhead=_given_or_default(lab.review_overhead, "labelling.review_overhead", "review_overhead"),
         synthetic=_given_or_default(
             lab.synthetic_cost_per_example,
             "labelling.synthetic_cost_per_example",
@@ -646,9 +630,7 @@ def _rates(p: Programme, gpu: GPU) -> _Rates:
         reviewer=Quote(ev.reviewer_hourly_rate, "input programme.evaluation.reviewer_hourly_rate")
         if ev.reviewer_hourly_rate is not None
         else annotator,
-        engineer=_given_or_default(
-            p.engineering.hourly_rate, "engineering.hourly_rate", "engineer_hourly_rate"
-        ),
+        engineer=_given_or_default(p.engineering.hourly_rate, "engineering.hourly_rate", "engineer_hourly_rate"),
     )
 
 
@@ -742,8 +724,7 @@ def _bill(req: CostRequest, est: Estimate, gpu: GPU) -> Bill:
             quantity=(labelled + ev.eval_set_size) * rates.review_overhead.value,
             unit="example",
             price=rates.label,
-            basis=f"{rates.review_overhead.value:g} of the labelled examples "
-            f"({rates.review_overhead.source})",
+            basis=f"{rates.review_overhead.value:g} of the labelled examples ({rates.review_overhead.source})",
         ),
         _line(
             "synthetic data",
@@ -955,9 +936,7 @@ def _hosted_quote(section: Mapping[str, Any], path: str, method: Method, params_
                 if _is_price(price):
                     status = tier.get("status", section.get("status"))
                     src = f"pricing.json {path}.{key} '{tier['size']}' {pk}: {section.get('source', '')}"
-                    return Quote(
-                        float(price), src + (f" [{status}]" if status else ""), _section_as_of(section, path)
-                    )
+                    return Quote(float(price), src + (f" [{status}]" if status else ""), _section_as_of(section, path))
             return f"no {' or '.join(price_keys)} price in the '{tier['size']}' tier"
     return f"no size tier covers {params_b:,.1f}B parameters (largest: {tiers[-1][1]['size']})"
 
@@ -997,8 +976,7 @@ def _hosted(req: CostRequest, bill: Bill, prices: Mapping[str, Any], params_b: f
                 quantity=per_run_m * it.hyperparameter_trials * it.trial_data_fraction,
                 unit=unit,
                 price=quote,
-                basis=f"{it.hyperparameter_trials} trials x {it.trial_data_fraction:g} x "
-                f"{per_run_m:g}M tokens",
+                basis=f"{it.hyperparameter_trials} trials x {it.trial_data_fraction:g} x {per_run_m:g}M tokens",
             ),
             _line(
                 "hosted retraining",
@@ -1007,8 +985,7 @@ def _hosted(req: CostRequest, bill: Bill, prices: Mapping[str, Any], params_b: f
                 quantity=bill.retrains_over_horizon * rt.runs_per_retrain * per_run_m,
                 unit=unit,
                 price=quote,
-                basis=f"{bill.retrains_over_horizon:g} retrains x {rt.runs_per_retrain} runs x "
-                f"{per_run_m:g}M tokens",
+                basis=f"{bill.retrains_over_horizon:g} retrains x {rt.runs_per_retrain} runs x {per_run_m:g}M tokens",
             ),
             *kept,
         ]
@@ -1018,8 +995,7 @@ def _hosted(req: CostRequest, bill: Bill, prices: Mapping[str, Any], params_b: f
                 "hosted_fine_tuning",
                 lines,
                 notes=[
-                    "replaces the GPU training lines; the labelling, evaluation and engineering lines "
-                    "are the bill's",
+                    "replaces the GPU training lines; the labelling, evaluation and engineering lines are the bill's",
                     "validation tokens and minimum charges left out; serving the tuned model left out "
                     "(dedicated endpoints bill per minute)",
                 ],
@@ -1078,9 +1054,7 @@ def _rag(req: CostRequest, bill: Bill, prices: Mapping[str, Any], params_b: floa
 
     n_vectors = math.ceil(corpus / r.chunk_tokens)
     store_bytes = n_vectors * r.embedding_dims * 4 * 1.5  # float32, HNSW graph ~1.5x (pricing.json rule)
-    store_basis = (
-        f"{n_vectors:,} vectors x {r.embedding_dims} dims x 4 bytes x 1.5 HNSW = {store_bytes / 1e9:.3f} GB"
-    )
+    store_basis = f"{n_vectors:,} vectors x {r.embedding_dims} dims x 4 bytes x 1.5 HNSW = {store_bytes / 1e9:.3f} GB"
     if r.vector_db_monthly_usd is not None:
         store_q = Quote(r.vector_db_monthly_usd, "input programme.rag.vector_db_monthly_usd")
     else:
@@ -1156,9 +1130,7 @@ def _rag(req: CostRequest, bill: Bill, prices: Mapping[str, Any], params_b: floa
             recurring=False,
             quantity=r.engineering_hours,
             unit="hour",
-            price=_given_or_default(
-                p.engineering.hourly_rate, "engineering.hourly_rate", "engineer_hourly_rate"
-            ),
+            price=_given_or_default(p.engineering.hourly_rate, "engineering.hourly_rate", "engineer_hourly_rate"),
             basis="programme.rag.engineering_hours, one-time",
         ),
         *eval_labels,

@@ -56,7 +56,11 @@ def flops_per_token(spec: TrainingSpec, arch: Architecture, adapters: int | None
 
 
 def throughput(
-    spec: TrainingSpec, arch: Architecture, gpu: GPU | None, mfu: float | None = None, adapters: int | None = None
+    spec: TrainingSpec,
+    arch: Architecture,
+    gpu: GPU | None,
+    mfu: float | None = None,
+    adapters: int | None = None,
 ) -> Throughput:
     """Tokens per second per GPU from the peak dense rate and an efficiency."""
     fpt = flops_per_token(spec, arch, adapters)
@@ -64,8 +68,6 @@ def throughput(
     eff = mfu if mfu is not None else DEFAULT_MFU[spec.method]
     if gpu is None:
         return Throughput(fpt, 0.0, eff, calibrated)
-    peak = (
-        gpu.bf16_flops if gpu.bf16_supported and gpu.bf16_flops else (gpu.fp16_flops or gpu.fp32_flops or 0.0)
-    )
+    peak = gpu.bf16_flops if gpu.bf16_supported and gpu.bf16_flops else (gpu.fp16_flops or gpu.fp32_flops or 0.0)
     tps = peak * eff / fpt if fpt > 0 else 0.0
     return Throughput(fpt, tps, eff, calibrated)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Will this fine-tuning run fit, how fast, at what cost."
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 MAX_SPEC_BYTES = 1 << 20
 
@@ -58,7 +58,7 @@ def load_spec_file(path: Path) -> dict[str, Any]:
     return data
 
 
-class MethodOpt(str, Enum):
+class MethodOpt(StrEnum):
     full = "full"
     lora = "lora"
     qlora = "qlora"
@@ -91,9 +91,7 @@ def build_spec_dict(spec_file: Path | None, overrides: dict[str, Any], lora: dic
 @app.command()
 def memory(
     spec_file: Annotated[Path | None, typer.Option("--spec", help="YAML or JSON training spec.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Catalog id (case-insensitive) or config.json path.")
-    ] = None,
+    model: Annotated[str | None, typer.Option(help="Catalog id (case-insensitive) or config.json path.")] = None,
     method: Annotated[MethodOpt | None, typer.Option(help="full | lora | qlora")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Micro-batch per GPU.")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence.")] = None,
@@ -103,9 +101,7 @@ def memory(
     lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout.")] = None,
     targets: Annotated[str | None, typer.Option(help="'all-linear' or comma-separated module names.")] = None,
     adapter_dtype: Annotated[str | None, typer.Option(help="fp32 (PEFT default) | bf16")] = None,
-    quant: Annotated[
-        str | None, typer.Option("--quant", help="nf4 | fp4 | int8 | gptq4 | awq4 (qlora)")
-    ] = None,
+    quant: Annotated[str | None, typer.Option("--quant", help="nf4 | fp4 | int8 | gptq4 | awq4 (qlora)")] = None,
     double_quant: Annotated[bool | None, typer.Option("--double-quant/--no-double-quant")] = None,
     param_dtype: Annotated[str | None, typer.Option(help="bf16 | fp16 | fp32")] = None,
     autocast: Annotated[str | None, typer.Option(help="bf16 | fp16 (mixed precision)")] = None,
@@ -124,9 +120,7 @@ def memory(
     ] = False,
     attention: Annotated[str | None, typer.Option(help="sdpa | flash_attention_2 | eager")] = None,
     loss: Annotated[str | None, typer.Option(help="standard | chunked | fused")] = None,
-    gradient_accumulation: Annotated[
-        int | None, typer.Option(help="Micro-batches per optimizer step.")
-    ] = None,
+    gradient_accumulation: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")] = None,
     num_gpus: Annotated[int | None, typer.Option(help="Data-parallel GPUs.")] = None,
     sharding: Annotated[str | None, typer.Option(help="none | ddp | fsdp | zero1 | zero2 | zero3")] = None,
     cpu_offload: Annotated[bool | None, typer.Option("--cpu-offload/--no-cpu-offload")] = None,
@@ -188,7 +182,7 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from estimator.architecture import parse_architecture
     from estimator.models import model_catalog
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for m in model_catalog().values():
         a = parse_architecture(m.config)
         rows.append({"id": m.id, "family": a.family, "params": a.total_params, "active_params": a.active_params,

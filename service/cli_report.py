@@ -128,9 +128,7 @@ def _out_problems(out: Path | None) -> list[Problem]:
 
 
 def report(
-    model: Annotated[
-        str | None, typer.Option(help="Catalog id (case-insensitive) or config.json path.")
-    ] = None,
+    model: Annotated[str | None, typer.Option(help="Catalog id (case-insensitive) or config.json path.")] = None,
     method: Annotated[str | None, typer.Option(help="full | lora | qlora")] = None,
     gpu: Annotated[str | None, typer.Option(help="GPU id, e.g. rtx-4090 (omit: no fit verdict).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Micro-batch per GPU.")] = None,

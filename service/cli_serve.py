@@ -17,13 +17,9 @@ APP_FACTORY = "service.api.app:create_app"
 
 
 def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Bind address (default TUNECAST_HOST or 127.0.0.1).")
-    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default TUNECAST_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default TUNECAST_PORT or 8000).")] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default TUNECAST_WORKERS or 1).")
-    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default TUNECAST_WORKERS or 1).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""

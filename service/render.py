@@ -35,9 +35,7 @@ def estimate_table(est: dict[str, Any]) -> Table:
                 "activations", "transient"):  # fmt: skip
         t.add_row(key, f"{mem[key]:,}", gib(mem[key]))
     t.add_section()
-    t.add_row(
-        f"peak_allocated ({mem['peak_phase']})", f"{mem['peak_allocated']:,}", gib(mem["peak_allocated"])
-    )
+    t.add_row(f"peak_allocated ({mem['peak_phase']})", f"{mem['peak_allocated']:,}", gib(mem["peak_allocated"]))
     t.add_row(
         f"peak_reserved (slack {mem['allocator_slack']:.0%})",
         f"{mem['peak_reserved']:,}",
@@ -45,9 +43,7 @@ def estimate_table(est: dict[str, Any]) -> Table:
     )
     t.add_row("cuda_context", f"{mem['cuda_context']:,}", gib(mem["cuda_context"]))
     if mem.get("paged_optimizer_states"):
-        t.add_row(
-            "paged optimizer states", f"{mem['paged_optimizer_states']:,}", gib(mem["paged_optimizer_states"])
-        )
+        t.add_row("paged optimizer states", f"{mem['paged_optimizer_states']:,}", gib(mem["paged_optimizer_states"]))
     t.add_row("[bold]peak_device[/]", f"{mem['peak_device']:,}", f"[bold]{gib(mem['peak_device'])}[/]")
     return t
 
@@ -69,9 +65,7 @@ def print_estimate(console: Console, est: dict[str, Any]) -> None:
     console.print(estimate_table(est))
     console.print(phase_table(est))
     p = est["params"]
-    console.print(
-        f"params: total {p['total']:,} · trainable {p['trainable']:,} · quantized {p['quantized']:,}"
-    )
+    console.print(f"params: total {p['total']:,} · trainable {p['trainable']:,} · quantized {p['quantized']:,}")
     if est.get("gpu"):
         verdict = "[green]fits[/]" if est["fits"] else "[red]does not fit[/]"
         lf = est.get("largest_fit") or {}

@@ -14,11 +14,32 @@ runner = CliRunner()
 
 
 def test_memory_json_equals_library_estimate() -> None:
-    r = runner.invoke(app, ["memory", "--model", "meta-llama/Llama-3.1-8B", "--method", "qlora", "--gpu", "rtx-4090",
-                            "--batch-size", "2", "--seq-len", "2048", "--json"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "memory",
+            "--model",
+            "meta-llama/Llama-3.1-8B",
+            "--method",
+            "qlora",
+            "--gpu",
+            "rtx-4090",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "2048",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
-    spec = {"model": "meta-llama/Llama-3.1-8B", "method": "qlora", "gpu": "rtx-4090", "batch_size": 2, "seq_len": 2048}
+    spec = {
+        "model": "meta-llama/Llama-3.1-8B",
+        "method": "qlora",
+        "gpu": "rtx-4090",
+        "batch_size": 2,
+        "seq_len": 2048,
+    }
     assert got == estimate(TrainingSpec.model_validate(spec)).model_dump(mode="json")
 
 

@@ -19,9 +19,17 @@ CATALOG = sorted(model_catalog().values(), key=lambda m: m.id)
 def _hf_config(cfg: dict[str, Any]) -> Any:
     cfg = copy.deepcopy(text_config(cfg))
     if cfg.get("model_type") is None:  # falcon's old RW config
-        cfg = {"model_type": "falcon", "num_attention_heads": cfg["n_head"], "num_hidden_layers": cfg["n_layer"],
-               "hidden_size": cfg["hidden_size"], "vocab_size": cfg["vocab_size"], "multi_query": True,
-               "parallel_attn": True, "bias": False, "new_decoder_architecture": False}  # fmt: skip
+        cfg = {
+            "model_type": "falcon",
+            "num_attention_heads": cfg["n_head"],
+            "num_hidden_layers": cfg["n_layer"],
+            "hidden_size": cfg["hidden_size"],
+            "vocab_size": cfg["vocab_size"],
+            "multi_query": True,
+            "parallel_attn": True,
+            "bias": False,
+            "new_decoder_architecture": False,
+        }
     cfg.pop("quantization_config", None)  # gpt-oss ships MXFP4 weights; count the bf16 model
     model_type = cfg.pop("model_type")
     if model_type == "gemma3":
@@ -59,20 +67,65 @@ def test_parameter_total_matches_published_computed_count(entry: Any) -> None:
 
 
 SMALL = {
-    "llama": {"model_type": "llama", "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300},
-    "qwen3": {"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 300},
-    "phi3": {"model_type": "phi3", "pad_token_id": 0, "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 300},
-    "gemma2": {"model_type": "gemma2", "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
-               "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 300},
-    "mixtral": {"model_type": "mixtral", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300, "num_local_experts": 4,
-                "num_experts_per_tok": 2},
-    "gpt_neox": {"model_type": "gpt_neox", "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2,
-                 "num_attention_heads": 4, "vocab_size": 300},
-}  # fmt: skip
+    "llama": {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 300,
+    },
+    "qwen3": {
+        "model_type": "qwen3",
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "vocab_size": 300,
+    },
+    "phi3": {
+        "model_type": "phi3",
+        "pad_token_id": 0,
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "vocab_size": 300,
+    },
+    "gemma2": {
+        "model_type": "gemma2",
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "vocab_size": 300,
+    },
+    "mixtral": {
+        "model_type": "mixtral",
+        "hidden_size": 64,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 300,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+    },
+    "gpt_neox": {
+        "model_type": "gpt_neox",
+        "hidden_size": 64,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "vocab_size": 300,
+    },
+}
 
 TARGETS: list[tuple[str, Any]] = [
     ("llama", "all-linear"),

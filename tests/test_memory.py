@@ -66,8 +66,15 @@ def test_cpu_device_has_no_context_and_no_slack() -> None:
 def test_categories_at_the_peak_sum_to_peak_allocated() -> None:
     for method in ("full", "lora", "qlora"):
         m = est(method=method, batch_size=2, seq_len=1024).memory
-        parts = (m.weights, m.quant_constants, m.trainable_params, m.gradients, m.optimizer_states, m.activations,
-                 m.transient)  # fmt: skip
+        parts = (
+            m.weights,
+            m.quant_constants,
+            m.trainable_params,
+            m.gradients,
+            m.optimizer_states,
+            m.activations,
+            m.transient,
+        )
         assert sum(parts) == m.peak_allocated
 
 
@@ -93,23 +100,45 @@ def test_eager_attention_grows_quadratically_with_sequence() -> None:
 def test_fsdp_shards_static_memory_per_gpu() -> None:
     one = est(method="full", seq_len=512)
     eight = est(method="full", seq_len=512, num_gpus=8, sharding="fsdp")
-    assert eight.memory.phases["optimizer_step"].optimizer_states * 8 == one.memory.phases["optimizer_step"].optimizer_states
+    assert (
+        eight.memory.phases["optimizer_step"].optimizer_states * 8
+        == one.memory.phases["optimizer_step"].optimizer_states
+    )
     assert eight.memory.peak_allocated < one.memory.peak_allocated / 4
 
 
 METHODS = st.sampled_from(["full", "lora", "qlora"])
-MODELS = st.sampled_from(["meta-llama/Llama-3.1-8B", "Qwen/Qwen3-8B", "google/gemma-2-2b", "mistralai/Mixtral-8x7B-v0.1",
-                          "microsoft/Phi-3-mini-4k-instruct", "EleutherAI/pythia-6.9b"])  # fmt: skip
+MODELS = st.sampled_from(
+    [
+        "meta-llama/Llama-3.1-8B",
+        "Qwen/Qwen3-8B",
+        "google/gemma-2-2b",
+        "mistralai/Mixtral-8x7B-v0.1",
+        "microsoft/Phi-3-mini-4k-instruct",
+        "EleutherAI/pythia-6.9b",
+    ]
+)
 OPTS = st.sampled_from(["adamw", "adamw_8bit", "paged_adamw", "sgd", "lion", "adafactor"])
 ATTN = st.sampled_from(["sdpa", "eager", "flash_attention_2"])
 LOSS = st.sampled_from(["standard", "chunked", "fused"])
 
 
 @settings(max_examples=60, deadline=None)
-@given(model=MODELS, method=METHODS, opt=OPTS, attn=ATTN, loss=LOSS, ckpt=st.booleans(),
-       b=st.integers(1, 16), s=st.integers(16, 8192), db=st.integers(1, 8), ds=st.integers(1, 4096))  # fmt: skip
-def test_memory_never_decreases_with_batch_or_sequence(model: str, method: str, opt: str, attn: str, loss: str,
-                                                       ckpt: bool, b: int, s: int, db: int, ds: int) -> None:  # fmt: skip
+@given(
+    model=MODELS,
+    method=METHODS,
+    opt=OPTS,
+    attn=ATTN,
+    loss=LOSS,
+    ckpt=st.booleans(),
+    b=st.integers(1, 16),
+    s=st.integers(16, 8192),
+    db=st.integers(1, 8),
+    ds=st.integers(1, 4096),
+)
+def test_memory_never_decreases_with_batch_or_sequence(
+    model: str, method: str, opt: str, attn: str, loss: str, ckpt: bool, b: int, s: int, db: int, ds: int
+) -> None:
     base = dict(model=model, method=method, optimizer=opt, attention=attn, loss=loss, gradient_checkpointing=ckpt)
     m0 = estimate(TrainingSpec.model_validate({**base, "batch_size": b, "seq_len": s})).memory.peak_allocated
     mb = estimate(TrainingSpec.model_validate({**base, "batch_size": b + db, "seq_len": s})).memory.peak_allocated
@@ -120,8 +149,10 @@ def test_memory_never_decreases_with_batch_or_sequence(model: str, method: str, 
 @settings(max_examples=40, deadline=None)
 @given(model=MODELS, b=st.integers(1, 8), s=st.integers(16, 8192))
 def test_qlora_weights_below_lora_below_full(model: str, b: int, s: int) -> None:
-    w = {m: estimate(TrainingSpec.model_validate({"model": model, "method": m, "batch_size": b, "seq_len": s}))
-         for m in ("full", "lora", "qlora")}  # fmt: skip
+    w = {
+        m: estimate(TrainingSpec.model_validate({"model": model, "method": m, "batch_size": b, "seq_len": s}))
+        for m in ("full", "lora", "qlora")
+    }
     full_w = w["full"].memory.phases["optimizer_step"].trainable_params  # all weights are trainable in full
     assert w["qlora"].memory.weights + w["qlora"].memory.quant_constants < w["lora"].memory.weights < full_w + 1
 
@@ -147,10 +178,17 @@ def test_more_gpus_never_increase_per_gpu_static_memory(model: str, method: str,
 
 
 @settings(max_examples=40, deadline=None)
-@given(model=MODELS, method=METHODS, gpu=st.sampled_from(["rtx-4090", "a100-sxm-40gb", "h100-sxm-80gb", "l4"]),
-       b=st.integers(1, 32), s=st.integers(16, 16384))  # fmt: skip
+@given(
+    model=MODELS,
+    method=METHODS,
+    gpu=st.sampled_from(["rtx-4090", "a100-sxm-40gb", "h100-sxm-80gb", "l4"]),
+    b=st.integers(1, 32),
+    s=st.integers(16, 16384),
+)
 def test_fits_agrees_with_headroom(model: str, method: str, gpu: str, b: int, s: int) -> None:
-    e = estimate(TrainingSpec.model_validate({"model": model, "method": method, "gpu": gpu, "batch_size": b, "seq_len": s}))
+    e = estimate(
+        TrainingSpec.model_validate({"model": model, "method": method, "gpu": gpu, "batch_size": b, "seq_len": s})
+    )
     assert e.headroom_bytes is not None and e.gpu is not None
     assert e.fits == (e.headroom_bytes >= 0)
     assert e.headroom_bytes == e.gpu.usable_bytes - e.memory.peak_device

@@ -25,17 +25,33 @@ LLAMA_8B_LORA_H100 = {"model": "meta-llama/Llama-3.1-8B", "method": "lora", "gpu
 # Every number below is set explicitly so the bill can be worked out by hand.
 HAND_PROGRAMME: dict[str, Any] = {
     "dataset": {"examples": 10_000, "tokens_per_example": 1_000, "epochs": 3},  # 30M tokens per run
-    "labelling": {"human_share": 0.1, "cost_per_labelled_example": 2.0, "review_overhead": 0.25,
-                  "synthetic_share": 0.5, "synthetic_cost_per_example": 0.02},
+    "labelling": {
+        "human_share": 0.1,
+        "cost_per_labelled_example": 2.0,
+        "review_overhead": 0.25,
+        "synthetic_share": 0.5,
+        "synthetic_cost_per_example": 0.02,
+    },
     "iterations": {"training_runs": 2, "hyperparameter_trials": 4, "trial_data_fraction": 0.25},
-    "evaluation": {"eval_set_size": 200, "eval_runs_per_iteration": 1, "cost_per_eval_run": 10.0,
-                   "regression_suite": True, "regression_gpu_hours": 1.5, "human_review_hours": 10,
-                   "reviewer_hourly_rate": 50.0},
-    "retraining": {"base_model_updates_per_year": 1, "data_refreshes_per_year": 2, "runs_per_retrain": 1,
-                   "refresh_share": 0.5, "engineering_hours_per_retrain": 4},
+    "evaluation": {
+        "eval_set_size": 200,
+        "eval_runs_per_iteration": 1,
+        "cost_per_eval_run": 10.0,
+        "regression_suite": True,
+        "regression_gpu_hours": 1.5,
+        "human_review_hours": 10,
+        "reviewer_hourly_rate": 50.0,
+    },
+    "retraining": {
+        "base_model_updates_per_year": 1,
+        "data_refreshes_per_year": 2,
+        "runs_per_retrain": 1,
+        "refresh_share": 0.5,
+        "engineering_hours_per_retrain": 4,
+    },
     "engineering": {"hours": 40, "hourly_rate": 120.0},
     "horizon_months": 12,
-}  # fmt: skip
+}
 
 
 def _report(training: dict[str, Any] | None = None, **programme: Any) -> CostReport:
@@ -115,11 +131,15 @@ def test_hand_computed_bill_for_llama_8b_lora_on_h100() -> None:
     [
         {},
         HAND_PROGRAMME,
-        {"dataset": {"examples": 777, "tokens_per_example": 333, "epochs": 1.7}, "horizon_months": 7,
-         "labelling": {"annotator_hourly_rate": 17.3, "minutes_per_example": 2.9, "synthetic_share": 0.31},
-         "compute": {"price_tier": "spot"}, "retraining": {"data_refreshes_per_year": 3.3}},
+        {
+            "dataset": {"examples": 777, "tokens_per_example": 333, "epochs": 1.7},
+            "horizon_months": 7,
+            "labelling": {"annotator_hourly_rate": 17.3, "minutes_per_example": 2.9, "synthetic_share": 0.31},
+            "compute": {"price_tier": "spot"},
+            "retraining": {"data_refreshes_per_year": 3.3},
+        },
     ],
-)  # fmt: skip
+)
 def test_total_is_exactly_the_sum_of_its_lines(programme: dict[str, Any]) -> None:
     bill = _report(**programme).bill
     assert bill.total == sum((ln.amount for ln in bill.lines), Decimal(0))
@@ -243,8 +263,7 @@ def test_size_tiers_parse_to_their_upper_bound(size: str, bound: float | None) -
 
 
 def test_rag_alternative_prices_embedding_store_and_extra_context() -> None:
-    rag = next(a for a in _report(**HAND_PROGRAMME, rag={"queries_per_month": 50_000}).alternatives
-               if a.kind == "rag")  # fmt: skip
+    rag = next(a for a in _report(**HAND_PROGRAMME, rag={"queries_per_month": 50_000}).alternatives if a.kind == "rag")
     lines = _lines_of(rag)
     assert lines["corpus embedding"].quantity == pytest.approx(10.0)  # 10M tokens (one epoch)
     assert lines["corpus embedding"].unit_price == 0.02  # text-embedding-3-small
@@ -259,11 +278,15 @@ def test_rag_alternative_prices_embedding_store_and_extra_context() -> None:
 
 def test_user_prices_override_the_embedded_ones_with_their_own_date() -> None:
     prices = {
-        "hosted_fine_tuning": {"together_ai": {
-            "per_1m_tokens": [{"size": "up to 16B", "sft_lora": 0.1, "sft_full": 0.2}],
-            "source": "our contract", "as_of": "2026-12-01"}},
+        "hosted_fine_tuning": {
+            "together_ai": {
+                "per_1m_tokens": [{"size": "up to 16B", "sft_lora": 0.1, "sft_full": 0.2}],
+                "source": "our contract",
+                "as_of": "2026-12-01",
+            }
+        },
         "rag": {"extra_context_tokens": {"input_prices_per_1m (2025)": {"fireworks/together <=16B open model": 0.05}}},
-    }  # fmt: skip
+    }
     report = tco({"training": LLAMA_8B_LORA_H100, "prices": prices})
     alts = {a.name: a for a in report.alternatives}
     run = _lines_of(alts["hosted fine-tuning (together_ai)"])["hosted training runs"]
@@ -274,21 +297,37 @@ def test_user_prices_override_the_embedded_ones_with_their_own_date() -> None:
 
 def test_bad_input_is_refused_with_every_problem_listed() -> None:
     with pytest.raises(SpecError) as exc:
-        tco({
-            "training": {"model": "meta-llama/Llama-3.1-8B", "gpu": "gtx-9000", "batch_size": 0},
-            "programme": {"dataset": {"examples": -5, "epochs": 0}, "horizon_months": 0,
-                          "labelling": {"human_share": 0.8, "synthetic_share": 0.5,
-                                        "cost_per_labelled_example": 1, "annotator_hourly_rate": 20},
-                          "retraining": {"data_refreshes_per_year": -1}, "surprise": 1},
-            "prices": {"rag": {"embeddings_per_1m_tokens": [{"model": "x", "price": -1}]}},
-        })  # fmt: skip
+        tco(
+            {
+                "training": {"model": "meta-llama/Llama-3.1-8B", "gpu": "gtx-9000", "batch_size": 0},
+                "programme": {
+                    "dataset": {"examples": -5, "epochs": 0},
+                    "horizon_months": 0,
+                    "labelling": {
+                        "human_share": 0.8,
+                        "synthetic_share": 0.5,
+                        "cost_per_labelled_example": 1,
+                        "annotator_hourly_rate": 20,
+                    },
+                    "retraining": {"data_refreshes_per_year": -1},
+                    "surprise": 1,
+                },
+                "prices": {"rag": {"embeddings_per_1m_tokens": [{"model": "x", "price": -1}]}},
+            }
+        )
     fields = {p.field for p in exc.value.problems}
     assert fields >= {
-        "training.gpu", "training.batch_size", "programme.dataset.examples", "programme.dataset.epochs",
-        "programme.horizon_months", "programme.labelling.human_share",
-        "programme.labelling.cost_per_labelled_example", "programme.retraining.data_refreshes_per_year",
-        "programme.surprise", "prices.rag.embeddings_per_1m_tokens[0].price",
-    }  # fmt: skip
+        "training.gpu",
+        "training.batch_size",
+        "programme.dataset.examples",
+        "programme.dataset.epochs",
+        "programme.horizon_months",
+        "programme.labelling.human_share",
+        "programme.labelling.cost_per_labelled_example",
+        "programme.retraining.data_refreshes_per_year",
+        "programme.surprise",
+        "prices.rag.embeddings_per_1m_tokens[0].price",
+    }
 
 
 def test_a_gpu_is_required_to_price_compute() -> None:

@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     for router in optional.routers():
         app.include_router(router)
+    _include_dashboard(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -56,6 +57,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app, DESCRIPTION)
     _limit_batch_schema(app, settings.batch_limit)
     return app
+
+
+def _include_dashboard(app: FastAPI) -> None:
+    """GET /dashboard (``service.dashboard``), when plotly (the ``plots`` extra) is installed."""
+    try:
+        from service import dashboard
+    except ModuleNotFoundError as exc:
+        if exc.name in ("plotly", "service.dashboard") or (exc.name or "").startswith("plotly."):
+            return
+        raise
+    app.include_router(dashboard.router)
 
 
 def _limit_batch_schema(app: FastAPI, limit: int) -> None:

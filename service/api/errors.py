@@ -180,9 +180,7 @@ async def _spec_error(_: Request, exc: Exception) -> Response:
 async def _request_validation(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = problems_from_errors(exc.errors(), drop_prefix="body")
-    return error_response(
-        422, "invalid_request", f"the request is invalid: {len(problems)} problem(s)", problems
-    )
+    return error_response(422, "invalid_request", f"the request is invalid: {len(problems)} problem(s)", problems)
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:

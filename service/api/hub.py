@@ -77,6 +77,34 @@ class HubLookup:
         return data if isinstance(data, dict) else None
 
 
+# Counts that the estimator loops over: bounded at the HTTP edge so one request cannot hold a worker.
+_LOOP_COUNTS = ("num_hidden_layers", "n_layer", "num_layers", "num_experts", "n_routed_experts",
+                "num_local_experts", "first_k_dense_replace")  # fmt: skip
+MAX_LOOP_COUNT = 100_000
+
+
+def inline_config_problems(cfg: dict[str, Any]) -> list[Problem]:
+    """Problems of an inline config that the estimator would not report itself (it reports KeyError
+    and ValueError; a wrongly typed field can raise anything else), plus oversized loop counts."""
+    from estimator.architecture import parse_architecture, text_config
+
+    problems: list[Problem] = []
+    for c in (cfg, text_config(cfg)):
+        for key in _LOOP_COUNTS:
+            v = c.get(key)
+            if isinstance(v, int) and not isinstance(v, bool) and v > MAX_LOOP_COUNT:
+                problems.append(Problem(f"model.config.{key}", f"must be at most {MAX_LOOP_COUNT}, got {v}"))
+    if problems:
+        return problems
+    try:
+        parse_architecture(cfg)
+    except (KeyError, ValueError):
+        pass  # reported by check_spec with its own message
+    except Exception as exc:  # any other failure is a malformed config, not a server error
+        return [Problem("model.config", f"the config is malformed ({type(exc).__name__}: {exc})"[:300])]
+    return []
+
+
 async def prepare_spec(data: Any, hub: HubLookup | None) -> Any:
     """The raw spec with its model made safe for the estimator: a catalog id as is, a hub id as an
     inline config (when allowed); any other string raises :class:`SpecError` listing the unknown
@@ -84,6 +112,11 @@ async def prepare_spec(data: Any, hub: HubLookup | None) -> Any:
     if not isinstance(data, dict):
         return data
     ref = data.get("model")
+    if isinstance(ref, dict) and isinstance(ref.get("config"), dict):
+        problems = inline_config_problems(ref["config"])
+        if problems:
+            raise SpecError(problems + _other_problems(data))
+        return data
     if not isinstance(ref, str) or not ref.strip() or len(ref) > 4096 or find_model(ref) is not None:
         return data
     ref = ref.strip()
@@ -93,8 +126,13 @@ async def prepare_spec(data: Any, hub: HubLookup | None) -> Any:
             return {**data, "model": {"config": cfg, "name": ref}}
     hint = "the hub has no config.json for it" if hub is not None else "hub look-up is off"
     problems = [Problem("model", f"unknown model {ref!r}: not in the catalog (see GET /v1/models); {hint}")]
+    raise SpecError(problems + _other_problems(data))
+
+
+def _other_problems(data: dict[str, Any]) -> list[Problem]:
+    """The spec's problems outside ``model`` (checked with an empty stand-in config)."""
     try:
         check_spec({**data, "model": {"config": {}}})
     except SpecError as exc:
-        problems += [p for p in exc.problems if p.field.split(".")[0] != "model"]
-    raise SpecError(problems)
+        return [p for p in exc.problems if p.field.split(".")[0] != "model"]
+    return []

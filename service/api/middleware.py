@@ -37,7 +37,8 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         length: int | None = None
-        auth_ok = self.api_key is None or not scope["path"].startswith("/v1")
+        # CORS preflights carry no credentials by design; they reach no route (CORS or 405 answers).
+        auth_ok = self.api_key is None or scope["method"] == "OPTIONS" or not scope["path"].startswith("/v1")
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -55,9 +56,7 @@ class GuardMiddleware:
             await _reply(send, 401, "unauthorized", message, {"www-authenticate": "Bearer"})
             return
         if length is not None and length > self.max_body:
-            await _reply(
-                send, 413, "request_too_large", f"the request body is larger than {self.max_body} bytes"
-            )
+            await _reply(send, 413, "request_too_large", f"the request body is larger than {self.max_body} bytes")
             return
         await self.app(scope, _limited(receive, self.max_body), send)
 
@@ -77,9 +76,7 @@ def _limited(receive: Receive, limit: int) -> Receive:
     return wrapped
 
 
-async def _reply(
-    send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> None:
+async def _reply(send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
     body = error_json(status, code, message)
     raw: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]

@@ -102,9 +102,7 @@ class CalibrationOut(BaseModel):
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
     version: str
-    catalog_version: str = Field(
-        description="sha256 (first 16 hex) of the embedded GPU, price and model files."
-    )
+    catalog_version: str = Field(description="sha256 (first 16 hex) of the embedded GPU, price and model files.")
     calibration_version: str = Field(description="The fitted file's records hash, its sha256, or 'default'.")
     models: int
     gpus: int

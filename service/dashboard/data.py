@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "gradient_checkpointing": "true",
     "optimizer": "adamw",
     "lora_r": 16,
-    "tokens": 100_000_000,
+    "tokens": 30_000_000,  # estimator.tco's default dataset: 10k examples x 1k tokens x 3 epochs
 }
 SEQ_SWEEP = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 BATCH_SWEEP = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -86,9 +86,7 @@ def parse_input(params: Mapping[str, Any], *, catalog_only: bool = True) -> Dash
         raw["lora"] = {"r": get("lora_r")}
     problems: list[Problem] = []
     if catalog_only and (not isinstance(raw["model"], str) or find_model(raw["model"]) is None):
-        problems.append(
-            Problem("model", f"unknown model {raw['model']!r}: give a catalog id (see /v1/models)")
-        )
+        problems.append(Problem("model", f"unknown model {raw['model']!r}: give a catalog id (see /v1/models)"))
         raw["model"] = DEFAULTS["model"]  # still check the other fields, and report everything at once
     tokens = 0
     try:
@@ -96,9 +94,7 @@ def parse_input(params: Mapping[str, Any], *, catalog_only: bool = True) -> Dash
         if not 1 <= tokens <= MAX_TOKENS_PER_RUN:
             raise ValueError
     except (TypeError, ValueError):
-        problems.append(
-            Problem("tokens", f"tokens per run must be an integer from 1 to {MAX_TOKENS_PER_RUN:,}")
-        )
+        problems.append(Problem("tokens", f"tokens per run must be an integer from 1 to {MAX_TOKENS_PER_RUN:,}"))
     try:
         spec = check_spec(raw)
     except SpecError as exc:
@@ -194,21 +190,34 @@ def calibration_points(directory: Path | None = None) -> CalibrationData:
             name = model if isinstance(model, str) else (model or {}).get("name", "inline model")
             label = f"{name} · {spec.get('method')} · b{spec.get('batch_size')}×s{spec.get('seq_len')}"
             gpu = str(spec.get("gpu") or rec.get("backend") or "?")
-            out.points.append(
-                CalibrationPoint(gpu=gpu, label=label, predicted_bytes=pred, measured_bytes=m_peak)
-            )
+            out.points.append(CalibrationPoint(gpu=gpu, label=label, predicted_bytes=pred, measured_bytes=m_peak))
         except (OSError, ValueError, TypeError, AttributeError, SpecError):
             out.skipped += 1
     return out
 
 
 def tco_bill(spec: TrainingSpec, tokens: int) -> dict[str, Any] | None:
-    """The TCO bill for this spec when ``estimator.tco`` exists (None otherwise)."""
-    try:
-        import estimator.tco as tco  # noqa: F401  (optional module, built separately)
-    except ModuleNotFoundError:
+    """The TCO bill (``estimator.tco``) as JSON, for the spec and a run of about ``tokens`` tokens.
+
+    None when the TCO module is not installed or the spec has no GPU (the bill prices GPU-hours).
+    The programme keeps ``estimator.tco``'s defaults except the tokens per example, chosen so that
+    examples x tokens per example x epochs is the dashboard's tokens per run.
+    """
+    if spec.gpu is None:
         return None
-    return None
+    try:
+        from estimator.tco import CostRequest, DatasetPlan, Programme, tco
+    except ModuleNotFoundError:  # pragma: no cover - the TCO module is optional
+        return None
+    base = DatasetPlan()
+    per_example = max(1, round(tokens / (base.examples * base.epochs)))
+    try:
+        dataset = DatasetPlan(examples=base.examples, tokens_per_example=per_example, epochs=base.epochs)
+        report = tco(CostRequest(training=spec, programme=Programme(dataset=dataset)))
+    except (SpecError, ValueError):
+        return None  # e.g. a GPU without a price or peak rate: no bill, the other charts stand
+    bill: dict[str, Any] = report.bill.model_dump(mode="json")
+    return bill
 
 
 def summary(est: Estimate) -> dict[str, Any]:

@@ -54,7 +54,15 @@ def gib(n: float) -> float:
 
 def _layout(fig: go.Figure, title: str, **extra: Any) -> go.Figure:
     base: dict[str, Any] = {
-        "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 13}},
+        "title": {
+            "text": title,
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 0.985,
+            "yanchor": "top",
+            "yref": "container",
+            "font": {"size": 13},
+        },
         "template": "plotly_white",
         "font": FONT,
         "margin": {"l": 55, "r": 15, "t": 40, "b": 45},
@@ -172,17 +180,29 @@ def sweep_figure(sweeps: Sequence[Sweep], axis: str, usable_bytes: int | None, g
                 "<extra></extra>",
             )
         )  # fmt: skip
-    if usable_bytes is not None and gpu_id is not None:
-        _limit_line(fig, usable_bytes, gpu_id)
+    xs = [v for sw in sweeps if sw.axis == axis for v in sw.values]
+    if usable_bytes is not None and gpu_id is not None and xs:
+        # A trace, not a shape: shapes and annotations on a log axis take log10 coordinates.
+        fig.add_trace(
+            go.Scatter(
+                name=f"{gpu_id} usable {gib(usable_bytes):,.1f} GiB", x=[min(xs), max(xs)],
+                y=[gib(usable_bytes)] * 2, customdata=[usable_bytes] * 2, mode="lines",
+                line={"color": LIMIT_COLOR, "width": 2, "dash": "dash"}, meta={"limit": True},
+                hovertemplate="usable %{y:,.1f} GiB (%{customdata:,} B): above it, OOM<extra></extra>",
+            )
+        )  # fmt: skip
     if current is not None:
         fig.add_vline(x=current, line={"color": "#888", "width": 1, "dash": "dot"})
     label = "sequence length (tokens)" if axis == "seq_len" else "micro-batch size"
+    ys_all = [y for tr in fig.data for y in (tr.y or ()) if y]
+    decades = bool(ys_all) and max(ys_all) / min(ys_all) > 20  # power-of-ten ticks only: less clutter
     return _layout(
         fig,
         f"Peak device memory vs {label.split(' (')[0]} (× = out of memory)",
         xaxis={"title": {"text": label}, "type": "log", "dtick": 0.30102999566398},  # log10(2): 2^k ticks
-        yaxis={"title": {"text": "GiB"}, "rangemode": "tozero"},
-        legend={"orientation": "h", "y": -0.22, "font": {"size": 10}},
+        yaxis={"title": {"text": "GiB (log scale)"}, "type": "log", **({"dtick": 1} if decades else {})},
+        legend={"orientation": "h", "x": 0, "y": 1.01, "yanchor": "bottom", "font": {"size": 10}},
+        margin={"l": 55, "r": 15, "t": 78, "b": 45},
         meta={"axis": axis, "usable_bytes": usable_bytes},
     )
 
@@ -251,55 +271,50 @@ def fit_matrix_figure(cells: Sequence[MatrixCell], tokens_per_run: int) -> go.Fi
 
 
 def tco_figure(bill: Mapping[str, Any]) -> go.Figure:
-    """(d) The TCO bill as a waterfall: one-time lines first, then recurring lines over the horizon.
+    """(d) The TCO bill (``estimator.tco.Bill`` as JSON) as a waterfall: the one-time lines up to the
+    one-time subtotal, then the recurring lines over the horizon up to the bill's total.
 
-    ``bill`` is the TCO bill as JSON: ``lines`` with ``name``/``label``, an ``amount``-like field in
-    USD and a ``recurring`` flag (or ``kind``); a ``total`` when present closes the waterfall.
+    Lines of zero amount are left out; the subtotal and total bars are the bill's own figures.
     """
-    lines = [ln for ln in bill.get("lines", []) if isinstance(ln, Mapping)]
-    one_time = [ln for ln in lines if not _is_recurring(ln)]
-    recurring = [ln for ln in lines if _is_recurring(ln)]
+    lines = [ln for ln in bill.get("lines", []) if isinstance(ln, Mapping) and float(ln.get("amount", 0))]
     names: list[str] = []
     amounts: list[float] = []
+    measures: list[str] = []
     kinds: list[str] = []
-    for group, kind in ((one_time, "one-time"), (recurring, "recurring")):
-        for ln in group:
-            names.append(str(ln.get("label") or ln.get("name") or ln.get("id") or "?"))
-            amounts.append(_amount(ln))
-            kinds.append(kind)
-    measures = ["relative"] * len(names)
-    total = bill.get("total_usd", bill.get("total"))
-    if isinstance(total, int | float):
-        names.append("total")
-        amounts.append(float(total))
+    horizon = bill.get("horizon_months")
+    groups = (
+        (False, "one-time", "one-time total", bill.get("one_time_total")),
+        (True, "recurring", f"total over {horizon} months", bill.get("total")),
+    )
+    for recurring, kind, subtotal_name, subtotal in groups:
+        for ln in lines:
+            if bool(ln.get("recurring")) is recurring:
+                names.append(str(ln.get("name", "?")))
+                amounts.append(float(ln["amount"]))
+                measures.append("relative")
+                kinds.append(f"{kind} · {ln.get('category', '')}")
+        names.append(subtotal_name)
+        amounts.append(float(subtotal or 0))
         measures.append("total")
-        kinds.append("total")
+        kinds.append("subtotal")
     fig = go.Figure(
         go.Waterfall(
-            x=names, y=amounts, measure=measures, customdata=kinds,
-            text=[f"${a:,.0f}" for a in amounts], textposition="outside",
+            x=names, y=amounts, measure=measures, customdata=kinds, connector={"visible": False},
             increasing={"marker": {"color": "#4C78A8"}}, totals={"marker": {"color": "#333333"}},
             hovertemplate="%{x} (%{customdata}): $%{y:,.0f}<extra></extra>",
         )
     )  # fmt: skip
-    horizon = bill.get("horizon_months") or bill.get("horizon")
-    title = "Total cost of ownership" + (f" over {horizon} months" if horizon else "")
-    return _layout(fig, title, yaxis={"title": {"text": "USD"}}, showlegend=False,
-                   xaxis={"tickangle": -30})  # fmt: skip
-
-
-def _is_recurring(line: Mapping[str, Any]) -> bool:
-    if "recurring" in line:
-        return bool(line["recurring"])
-    return str(line.get("kind", "")).lower() in ("recurring", "monthly", "per_month")
-
-
-def _amount(line: Mapping[str, Any]) -> float:
-    for key in ("amount_usd", "amount", "total_usd", "usd", "cost_usd"):
-        v = line.get(key)
-        if isinstance(v, int | float):
-            return float(v)
-    return 0.0
+    compute = bill.get("compute") or {}
+    return _layout(
+        fig,
+        f"TCO over {horizon} months: ${float(bill.get('total', 0)):,.0f} "
+        f"(run = {int(compute.get('tokens_per_run', 0)):,} tokens on {compute.get('gpu', '?')})",
+        yaxis={"title": {"text": "USD"}},
+        xaxis={"tickangle": -35, "tickfont": {"size": 9}},
+        showlegend=False,
+        margin={"l": 60, "r": 15, "t": 40, "b": 110},
+        meta={"total": bill.get("total"), "one_time_total": bill.get("one_time_total")},
+    )
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ PANELS: tuple[tuple[str, str], ...] = (
     ("breakdown", "(a) memory breakdown"),
     ("seq", "(b) peak vs sequence length"),
     ("batch", "(b) peak vs batch size"),
-    ("matrix", "(c) fit matrix"),
     ("tco", "(d) TCO bill"),
+    ("matrix", "(c) fit matrix"),
     ("calibration", "(e) calibration"),
 )
 
@@ -33,9 +33,7 @@ def options() -> dict[str, Any]:
 
     return {
         "models": [{"id": m.id} for m in model_catalog().values()],
-        "gpus": [
-            {"id": g.id, "name": g.name, "usable_bytes": g.usable_bytes} for g in gpu_catalog().values()
-        ],
+        "gpus": [{"id": g.id, "name": g.name, "usable_bytes": g.usable_bytes} for g in gpu_catalog().values()],
         "methods": [m.value for m in Method],
         "optimizers": [o.value for o in Optimizer],
         "checkpointing": [c.value for c in Checkpointing],
@@ -54,7 +52,7 @@ def render_page() -> str:
     """The page's HTML, with the static choices embedded as JSON."""
     cfg = json.dumps(_config()).replace("</", "<\\/")
     panels = "\n".join(
-        f'      <section class="panel{" wide" if pid == "matrix" else ""}" id="panel-{pid}"'
+        f'      <section class="panel{" wide" if pid in ("matrix", "calibration") else ""}" id="panel-{pid}"'
         f"{' hidden' if pid in ('tco', 'calibration') else ''}>"
         f'<div class="chart" id="chart-{pid}" aria-label="{label}"></div></section>'
         for pid, label in PANELS
@@ -254,7 +252,8 @@ function showProblems(body) {
   }
   box.appendChild(ul);
 }
-const PLOT_CONFIG = {responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"]};
+// No mode bar (it covers the titles); double-click a chart to reset its zoom.
+const PLOT_CONFIG = {responsive: true, displaylogo: false, displayModeBar: false};
 let generation = 0;
 async function render() {
   const mine = ++generation;

@@ -27,10 +27,11 @@ MAX_PARAM = 256
 
 
 def _has_route(request: Request, path: str, method: str) -> bool:
-    for r in request.app.routes:
-        if getattr(r, "path", None) == path and method in (getattr(r, "methods", None) or ()):
-            return True
-    return False
+    """Whether the running app serves ``method path`` (read from its OpenAPI schema, which FastAPI
+    builds once and caches; included routers are nested objects in recent FastAPI versions)."""
+    schema: dict[str, Any] = request.app.openapi()
+    ops = schema.get("paths", {}).get(path) or {}
+    return method.lower() in ops
 
 
 def _problems_response(exc: SpecError) -> JSONResponse:

@@ -37,7 +37,11 @@ class FakeAllocator:
         return self.reserved
 
     def memory_stats(self) -> dict[str, Any]:
-        return {"active_bytes.all.peak": self.peak_alloc + 1, "num_alloc_retries": self.retries, "num_ooms": 0}
+        return {
+            "active_bytes.all.peak": self.peak_alloc + 1,
+            "num_alloc_retries": self.retries,
+            "num_ooms": 0,
+        }
 
     def reset_peak_memory_stats(self) -> None:
         self.resets += 1

@@ -36,9 +36,7 @@ def spec(config: dict[str, Any] = LLAMA, **fields: Any) -> dict[str, Any]:
 
 def n_params(config: dict[str, Any]) -> int:
     """Closed-form parameter count of a Llama/Qwen3-style decoder (no biases)."""
-    h, i, v, n_layers = (
-        config[k] for k in ("hidden_size", "intermediate_size", "vocab_size", "num_hidden_layers")
-    )
+    h, i, v, n_layers = (config[k] for k in ("hidden_size", "intermediate_size", "vocab_size", "num_hidden_layers"))
     d = config.get("head_dim", h // config["num_attention_heads"])
     q = config["num_attention_heads"] * d
     kv = config["num_key_value_heads"] * d

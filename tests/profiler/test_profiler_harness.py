@@ -48,9 +48,7 @@ def test_chunked_loss_lowers_the_loss_backward_peak() -> None:
         ({"gradient_checkpointing": "offload"}, "offload"),
     ],
 )
-def test_specs_the_cpu_cannot_run_are_refused_with_the_reason(
-    fields: dict[str, object], message: str
-) -> None:
+def test_specs_the_cpu_cannot_run_are_refused_with_the_reason(fields: dict[str, object], message: str) -> None:
     m = run_spec(spec(**fields))
     assert m.trace is None
     assert m.error is not None and m.error.startswith("unsupported:")
@@ -87,9 +85,7 @@ def test_eight_bit_adamw_runs_on_cpu_with_uint8_states() -> None:
     full = run_spec(spec(**fields), timed_steps=0)
     assert eight.error is None, eight.error
     assert eight.trace is not None and full.trace is not None
-    assert (
-        eight.trace.start_by_category["optimizer_states"] < full.trace.start_by_category["optimizer_states"]
-    )
+    assert eight.trace.start_by_category["optimizer_states"] < full.trace.start_by_category["optimizer_states"]
 
 
 def test_real_run_reports_time_and_loss() -> None:

@@ -88,3 +88,17 @@ def test_smoke_sweep_writes_one_complete_record_per_entry(tmp_path: Path) -> Non
         measured = rec["measured"]
         assert measured["peak_allocated"] == max(p["peak"] for p in measured["phases"].values())
         assert measured["step_time_s"] > 0 and measured["tokens_per_second"] > 0
+
+
+def test_cli_run_profiles_a_spec_file_and_writes_its_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from profiler.__main__ import main
+
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec(method="lora")))
+    assert main(["run", str(spec_file), "--backend", "cpu-fake", "--layers", "1", "--out", str(tmp_path / "out")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["backend"] == "cpu-fake"
+    assert printed["spec"]["model"]["config"]["num_hidden_layers"] == 1
+    assert read_record(tmp_path / "out" / f"{printed['id']}.json") == printed

@@ -23,9 +23,7 @@ from profiler.simulate import simulate_spec  # noqa: E402
         (QWEN3, {"method": "full", "gradient_checkpointing": True, "optimizer": "sgd"}),
     ],
 )
-def test_simulated_step_equals_real_step_exactly(
-    config: dict[str, object], fields: dict[str, object]
-) -> None:
+def test_simulated_step_equals_real_step_exactly(config: dict[str, object], fields: dict[str, object]) -> None:
     s = spec(config, **fields)
     real = run_spec(s, timed_steps=0)
     fake = simulate_spec(s)

@@ -107,9 +107,7 @@ def test_tracer_counts_nf4_double_quant_constants_exactly() -> None:
 
     quantized = sum(linears) * LLAMA["num_hidden_layers"]
     unquantized = n_params(LLAMA) - quantized  # cast to fp32 by prepare_model_for_kbit_training
-    expected = (
-        LLAMA["num_hidden_layers"] * sum(nf4_bytes(n) for n in linears) + 4 * unquantized + ROPE_BUFFERS
-    )
+    expected = LLAMA["num_hidden_layers"] * sum(nf4_bytes(n) for n in linears) + 4 * unquantized + ROPE_BUFFERS
     assert m.trace is not None
     assert m.trace.start_by_category["weights"] == expected
 
@@ -152,3 +150,20 @@ def test_standard_loss_keeps_fp32_log_probs_as_head_activations() -> None:
     head = m.trace.phases["forward"].activations_head
     # log_softmax output (fp32, tokens x V) is saved for backward, plus a few small tensors
     assert 4 * tokens * vocab <= head < 4 * tokens * vocab + 4096
+
+
+def test_tracer_sees_the_dequantized_weight_inside_bitsandbytes_gemm_4bit() -> None:
+    bnb = pytest.importorskip("bitsandbytes")
+    weight = torch.randn(256, 128, dtype=torch.bfloat16)
+    packed, state = bnb.functional.quantize_4bit(weight, quant_type="nf4", compress_statistics=False)
+    a = torch.randn(8, 128, dtype=torch.bfloat16)
+    tracer = LiveTensorTracer()
+    with tracer:
+        tracer.set_phase("forward")
+        out = torch.ops.bitsandbytes.gemm_4bit.default(
+            a, packed, state.shape, state.absmax, state.blocksize, state.quant_type
+        )
+        tracer.end()
+    assert out.shape == (8, 256)
+    # output (8 x 256 bf16) plus the whole weight dequantized to bf16 while the matmul runs
+    assert tracer.result().phases["forward"].peak >= 8 * 256 * 2 + 256 * 128 * 2

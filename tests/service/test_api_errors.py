@@ -91,6 +91,17 @@ def test_cors_allows_configured_origins_only() -> None:
         assert "access-control-allow-origin" not in other.headers
 
 
+def test_cors_preflight_passes_without_the_api_key() -> None:
+    with make_client(api_key="k", cors_origins=["https://budget.example.com"]) as c:
+        pre = c.options(
+            "/v1/estimates",
+            headers={"origin": "https://budget.example.com", "access-control-request-method": "POST",
+                     "access-control-request-headers": "x-api-key"},
+        )  # fmt: skip
+        assert pre.status_code == 200
+        assert pre.headers["access-control-allow-origin"] == "https://budget.example.com"
+
+
 def test_a_bug_becomes_a_500_error_body_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     import service.api.routers.estimates as est
 

@@ -147,9 +147,7 @@ def test_batch_over_the_configured_limit_is_422() -> None:
         assert problems[0]["field"] == "specs" and "at most 2" in problems[0]["message"]
         assert c.post("/v1/estimates/batch", json={"specs": [SPEC] * 2}).status_code == 200
         assert (
-            c.get("/openapi.json").json()["components"]["schemas"]["BatchRequest"]["properties"]["specs"][
-                "maxItems"
-            ]
+            c.get("/openapi.json").json()["components"]["schemas"]["BatchRequest"]["properties"]["specs"]["maxItems"]
             == 2
         )
 

@@ -42,7 +42,10 @@ FIELDS = ["model", "method", "lora", "quantization", "batch_size", "seq_len", "g
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=6), st.sampled_from(["/v1/estimates", "/v1/plans"]))
+@given(
+    st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=6),
+    st.sampled_from(["/v1/estimates", "/v1/plans"]),
+)
 def test_arbitrary_json_specs_never_give_a_server_error(body: dict[str, Any], path: str) -> None:
     payload: Any = body if path == "/v1/estimates" else {"spec": body, "tokens_per_run": 1000}
     r = CLIENT.post(path, content=json.dumps(payload), headers={"content-type": "application/json"})
@@ -68,8 +71,35 @@ CONFIG_KEYS = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_k
 )
 def test_inline_configs_never_give_a_server_error(override: dict[str, Any], batch: int, seq: int) -> None:
     assert LLAMA is not None
-    spec = {"model": {"config": {**LLAMA.config, **override}}, "gpu": "h100", "batch_size": batch, "seq_len": seq}
+    spec = {
+        "model": {"config": {**LLAMA.config, **override}},
+        "gpu": "h100",
+        "batch_size": batch,
+        "seq_len": seq,
+    }
     r = CLIENT.post("/v1/estimates", json=spec)
     assert r.status_code < 500, r.text
     if r.status_code != 200:
         assert_error_body(r.json(), r.status_code)
+
+
+MALFORMED = {
+    "Qwen/Qwen3-30B-A3B": [{"decoder_sparse_step": 0}, {"num_experts": [1]}, {"mlp_only_layers": 5},
+                           {"num_hidden_layers": 10**9}],
+    "meta-llama/Llama-3.2-1B": [{"intermediate_size": [1]}, {"num_hidden_layers": 10**12}],
+}  # fmt: skip
+
+
+def test_malformed_inline_configs_are_422_not_500_nor_slow() -> None:
+    import time
+
+    for model_id, overrides in MALFORMED.items():
+        found = find_model(model_id)
+        assert found is not None
+        for override in overrides:
+            t0 = time.perf_counter()
+            spec = {"model": {"config": {**found.config, **override}}, "gpu": "h100", "lora": {"r": 0}}
+            r = CLIENT.post("/v1/estimates", json=spec)
+            problems = assert_error_body(r.json(), 422, "invalid_spec")
+            assert {p["field"].split(".")[0] for p in problems} == {"model", "lora"}, (override, problems)
+            assert time.perf_counter() - t0 < 1.0, override

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from urllib.parse import urlsplit
@@ -16,10 +17,8 @@ def _raw(url: str, request: bytes) -> tuple[int, bytes]:
     """Send raw bytes, return (status, body) of the response."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as s:
-        try:
+        with contextlib.suppress(OSError):  # the server may answer and close before reading everything
             s.sendall(request)
-        except OSError:
-            pass  # the server may answer and close before reading everything
         data = b""
         while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
             chunk = s.recv(65536)

@@ -37,8 +37,6 @@ async def list_models() -> list[dict[str, Any]]:
     return _models()
 
 
-@router.get(
-    "/gpus", response_model=list[GPUOut], operation_id="list_gpus", summary="The GPU catalog", responses=_AUTH
-)
+@router.get("/gpus", response_model=list[GPUOut], operation_id="list_gpus", summary="The GPU catalog", responses=_AUTH)
 async def list_gpus() -> list[dict[str, Any]]:
     return [g.to_json() for g in gpu_catalog().values()]

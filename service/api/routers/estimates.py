@@ -74,9 +74,7 @@ async def create_estimates_batch(request: Request) -> Response:
     if isinstance(data, dict):
         problems += [Problem(k, "unknown field") for k in data if k != "specs"]
     if problems:
-        raise ApiError(
-            422, "invalid_request", f"the batch request is invalid: {len(problems)} problem(s)", problems
-        )
+        raise ApiError(422, "invalid_request", f"the batch request is invalid: {len(problems)} problem(s)", problems)
     assert isinstance(specs, list)
     prepared: list[Any] = []
     for item in specs:

@@ -43,12 +43,35 @@ class Loaded(NamedTuple):
     takes_raw: bool
 
 
-# (module, function, path, operation id, tag, summary)
+_COST_EXAMPLE: dict[str, Any] = {
+    "training": {"model": "meta-llama/Llama-3.1-8B", "method": "qlora", "gpu": "rtx-4090", "batch_size": 2},
+    "programme": {"horizon_months": 12},
+}
+
+_DECISION_EXAMPLE: dict[str, Any] = {
+    "goal": "answer support tickets in our house tone and format",
+    "gap": "behaviour",
+    "prompting_tried": True,
+    "has_eval_set": True,
+}
+
+
+class Optional(NamedTuple):
+    module: str
+    function: str
+    path: str
+    operation_id: str
+    tag: str
+    summary: str
+    example: dict[str, Any] | None
+
+
 OPTIONAL = (
-    ("estimator.tco", "tco", "/costs", "create_cost", "costs",
-     "The total cost of a fine-tuning programme: compute, labelling, iterations, evaluation, retraining"),
-    ("estimator.decision", "decide", "/decisions", "create_decision", "decisions",
-     "Should we fine-tune at all? The decision gate with its reasons"),
+    Optional("estimator.tco", "tco", "/costs", "create_cost", "costs",
+             "Total cost of a fine-tuning programme: compute, labelling, iterations, eval, retraining",
+             _COST_EXAMPLE),
+    Optional("estimator.decision", "decide", "/decisions", "create_decision", "decisions",
+             "Should we fine-tune at all? The decision gate with its reasons", _DECISION_EXAMPLE),
 )  # fmt: skip
 
 
@@ -77,7 +100,10 @@ def load(module: str, function: str) -> Loaded | None:
     return Loaded(fn, models[0], hints.get("return", Any), raw)
 
 
-def _example(model: type[BaseModel]) -> dict[str, Any]:
+def _examples(model: type[BaseModel], ours: dict[str, Any] | None) -> dict[str, Any]:
+    """Our example, else the first of the model's own ``json_schema_extra`` examples."""
+    if ours is not None:
+        return {"example": ours}
     extra = model.model_config.get("json_schema_extra")
     examples = extra.get("examples") if isinstance(extra, dict) else None
     if isinstance(examples, list) and examples and isinstance(examples[0], dict):
@@ -94,9 +120,7 @@ def _route(found: Loaded, what: str) -> Callable[[Request], Any]:
                 try:
                     data = {**data, key: await prepare_spec(data[key], state.hub)}
                 except SpecError as exc:
-                    problems = [
-                        Problem(f"{key}.{p.field}" if p.field else key, p.message) for p in exc.problems
-                    ]
+                    problems = [Problem(f"{key}.{p.field}" if p.field else key, p.message) for p in exc.problems]
                     # The rest of the body is still checked, with a stand-in spec, to list everything.
                     problems += await _other_problems(found, {**data, key: {"model": PROBE_MODEL}}, key)
                     raise spec_error(SpecError(problems), what) from None
@@ -131,21 +155,22 @@ def _call(found: Loaded, data: Any) -> Any:
 
 
 def routers() -> list[APIRouter]:
+    """A router per optional module that is installed."""
     out: list[APIRouter] = []
-    for module, function, path, op_id, tag, summary in OPTIONAL:
-        found = load(module, function)
+    for opt in OPTIONAL:
+        found = load(opt.module, opt.function)
         if found is None:
             continue
-        router = APIRouter(prefix="/v1", tags=[tag])
+        router = APIRouter(prefix="/v1", tags=[opt.tag])
         router.add_api_route(
-            path,
-            _route(found, f"{tag} request"),
+            opt.path,
+            _route(found, f"{opt.tag} request"),
             methods=["POST"],
             response_model=found.response_model,
-            operation_id=op_id,
-            summary=summary,
+            operation_id=opt.operation_id,
+            summary=opt.summary,
             responses={**ERROR_RESPONSES, **NOT_FOUND},
-            openapi_extra=json_body(found.request_model, _example(found.request_model)),
+            openapi_extra=json_body(found.request_model, _examples(found.request_model, opt.example)),
         )
         out.append(router)
     return out

@@ -56,9 +56,7 @@ def package_version() -> str:
         return "0+unknown"
 
 
-@router.get(
-    "/healthz", response_model=Health, operation_id="get_health", summary="Liveness and data versions"
-)
+@router.get("/healthz", response_model=Health, operation_id="get_health", summary="Liveness and data versions")
 async def health() -> Health:
     return Health(
         status="ok",

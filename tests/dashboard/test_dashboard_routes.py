@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from _dashboard_apps import full_app, standalone_app
 from fastapi.testclient import TestClient
 
 from service.dashboard.figures import plotly_js_path
-from ._apps import full_app, standalone_app
 
 
 @pytest.fixture(scope="module")
