@@ -78,6 +78,9 @@ class Affine:
     def __add__(self, other: Affine) -> Affine:
         return Affine(self.c + other.c, self.p + other.p, self.q + other.q)
 
+    def __sub__(self, other: Affine) -> Affine:
+        return Affine(self.c - other.c, self.p - other.p, self.q - other.q)
+
 
 @dataclass(frozen=True)
 class PhaseTerms:
@@ -180,6 +183,7 @@ class _Dt:
     logit: int  # bytes of the lm_head output
     upcast_kbit: bool  # PEFT prepare_model_for_kbit_training cast non-quantized params to fp32
     mask: int  # dropout mask bytes per element
+    converts: bool  # PEFT casts adapter inputs to the adapter dtype
 
 
 def framework(spec: TrainingSpec) -> str:
@@ -212,8 +216,13 @@ def _dtypes(spec: TrainingSpec) -> _Dt:
     logit = ac if ac is not None else (4 if upcast else p)
     # Dropout masks: bool (1 byte) from CUDA's fused dropout; the CPU kernel keeps the mask as a
     # tensor of the input's dtype (measured by the CPU tracer, tests/profiler).
-    mask = 1 if spec.device is Device.CUDA else cb
-    return _Dt(p=p, res=res, mm=mm, ac=ac, ad=ad, cb=cb, logit=logit, upcast_kbit=upcast, mask=mask)
+    # PEFT casts an adapter's input to the adapter dtype unless autocast is on, and it asks
+    # ``torch.is_autocast_enabled()``, which on CPU only reports CUDA autocast: so on CPU the cast
+    # (and a dropout mask in the adapter dtype) happens under autocast too (CPU-traced).
+    converts = spec.lora is not None and (ac is None or spec.device is Device.CPU)
+    mask = 1 if spec.device is Device.CUDA else (ad if converts else res)
+    return _Dt(p=p, res=res, mm=mm, ac=ac, ad=ad, cb=cb, logit=logit, upcast_kbit=upcast, mask=mask,
+               converts=converts)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +230,8 @@ def _dtypes(spec: TrainingSpec) -> _Dt:
 
 
 def _group_saved(width: int, in_bytes: int, trainable: int, adapters: int, dt: _Dt, dropout: bool,
-                 already_saved: bool, cast_needed: bool, quant_saves: bool = False) -> float:  # fmt: skip
+                 already_saved: bool, cast_needed: bool, quant_saves: bool = False,
+                 quant_copies: float = 0.0) -> float:  # fmt: skip
     """Bytes per token saved for backward at the input of a group of linears sharing one input.
 
     A trainable linear saves its input (for the weight gradient); a frozen one saves nothing.
@@ -231,9 +241,11 @@ def _group_saved(width: int, in_bytes: int, trainable: int, adapters: int, dt: _
     or a cast each adapter keeps its own copy, plus the dropout mask. ``quant_saves``: bitsandbytes
     before 0.43.2 kept every 4-bit linear's input on its autograd context even for frozen weights
     (``MatMul4Bit.forward``: ``ctx.tensors = (A, B)``), so the group input is saved regardless.
+    ``quant_copies``: bytes per element that frozen LLM.int8 linears keep of their input (each
+    saves its own fp16 copy for the input gradient; CPU-traced with bitsandbytes 0.50).
     """
     shared = quant_saves
-    own = 0.0
+    own = quant_copies
     mismatched_ac = dt.ac is not None and in_bytes != dt.ac
     for _ in range(trainable):
         if mismatched_ac:
@@ -278,32 +290,33 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
     def ad(*names: str) -> int:
         return sum(adapted.get(n, 0) for n in names)
 
-    cast_res = spec.lora is not None and dt.ad != res and not full
-    cast_mm = spec.lora is not None and dt.ad != mm and not full
+    cast_res = dt.converts and dt.ad != res and not full
+    cast_mm = dt.converts and dt.ad != mm and not full
     qs = spec.method is Method.QLORA and _version(spec.stack.get("bitsandbytes")) < (0, 43, 2)
+    int8 = 2.0 if spec.quantization is not None and spec.quantization.type is QuantType.INT8 else 0.0
+    n_qkv = _n_qkv(arch)
+    gated = 2 if arch.family != "phi3" else 1
 
     # Attention input (q, k, v share the norm output).
-    n_qkv = 1 if arch.family in ("phi3", "gpt_neox", "falcon", "gpt_bigcode") else 3
-    if arch.mla:
-        n_qkv = 2
-    bytes_ += _group_saved(h, res, n_qkv if full else 0, ad("q", "k", "v", "qkv"), dt, drop, False, cast_res, qs)
+    bytes_ += _group_saved(h, res, n_qkv if full else 0, ad("q", "k", "v", "qkv"), dt, drop, False, cast_res, qs,
+                           int8 * n_qkv)  # fmt: skip
 
     # Attention core. SDPA / flash save q, k, v, the output and an fp32 logsumexp per head; with
     # no padding mask transformers >= 4.48 runs GQA natively (no repeat_kv copies).
     heads = arch.heads
     o_width = arch.v_dim * (heads // arch.kv_heads) if not arch.mla else arch.v_dim
     if spec.attention is Attention.EAGER:
-        # Eager: repeat_kv copies, fp32 softmax output and the probabilities in the compute dtype:
-        # 4 + mm bytes per (head, key position) (MEMORY_MODEL.md: "6h + 6*a*s").
+        # Eager: repeat_kv copies, fp32 softmax output and the probabilities cast to the compute
+        # dtype: 4 + mm bytes per (head, key position) (MEMORY_MODEL.md: "6h + 6*a*s").
         kv_w = arch.q_dim
         bytes_ += mm * (arch.q_dim + 2 * kv_w)
-        s2 = heads * (4 + mm)
+        s2 = heads * (4 + (mm if mm < 4 else 0))  # in fp32 the probabilities are the softmax output
         o_saved = False
     else:
         bytes_ += mm * (arch.q_dim + arch.kv_dim + arch.v_dim + o_width) + 4 * heads
         s2 = 0
         o_saved = True  # the output's storage is the o_proj input (a view after transpose)
-    bytes_ += _group_saved(o_width, mm, 1 if full else 0, ad("o"), dt, drop, o_saved, cast_mm, qs)
+    bytes_ += _group_saved(o_width, mm, 1 if full else 0, ad("o"), dt, drop, o_saved, cast_mm, qs, int8)
 
     # MLP. Gated (SwiGLU / GeGLU): gate output (saved by the activation), activation output and
     # up output (saved by the product), and the down projection's input when needed.
@@ -311,11 +324,16 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
         out = 0.0
         if arch.gated_mlp:
             out += 3 * mm * i
-            out += _group_saved(h, res, 2 if full else 0, ad("gate", "up", "gate_up"), dt, drop, False, cast_res)
+            gu = ad("gate", "up", "gate_up")
+            out += _group_saved(h, res, gated if full else 0, gu, dt, drop, False, cast_res, qs, int8 * gated)
         else:
             out += mm * i  # fc1 output, saved by GELU
-            out += _group_saved(h, res, 1 if full else 0, ad("up"), dt, drop, False, cast_res)
-        out += _group_saved(i, mm, 1 if full else 0, ad("down"), dt, drop, False, cast_mm)
+            # phi's MLP reads the attention's norm output: saved once, with the q/k/v group.
+            shared_in = arch.parallel_block and arch.norms_per_layer == 1
+            out += _group_saved(
+                h, res, 1 if full else 0, ad("up"), dt, drop, False, cast_res, qs and not shared_in, int8
+            )
+        out += _group_saved(i, mm, 1 if full else 0, ad("down"), dt, drop, False, cast_mm, qs, int8)
         return out * width_mult
 
     if moe:
@@ -346,6 +364,13 @@ def _version(v: str | None) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def _n_qkv(arch: Architecture) -> int:
+    """Linears reading the attention input: one fused qkv, MLA's two, or separate q, k, v."""
+    if arch.family in ("phi3", "gpt_neox", "falcon", "gpt_bigcode"):
+        return 1
+    return 2 if arch.mla else 3
+
+
 def _first_layer_discount(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted: dict[str, int]) -> float:
     """Bytes per token that the first decoder layer does not save when nothing before it trains.
 
@@ -362,7 +387,9 @@ def _first_layer_discount(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapt
         n_first += adapted.get("up", 0)  # phi: the MLP reads the same norm output
     drop = spec.lora is not None and spec.lora.dropout > 0
     masks = n_first * dt.mask * h if drop else 0.0
-    return norm + masks
+    int8 = spec.quantization is not None and spec.quantization.type is QuantType.INT8
+    copies = 2.0 * _n_qkv(arch) * h if int8 else 0.0
+    return norm + masks + copies
 
 
 def _adapted_per_layer(spec: TrainingSpec, arch: Architecture) -> dict[str, int]:
@@ -619,8 +646,8 @@ def _split_by_size(arch: Architecture, spec: TrainingSpec, threshold: int) -> tu
 # Putting the phases together
 
 
-def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable: bool) -> tuple[Affine, Affine, Affine]:
-    """(saved for backward, forward peak extra, loss-backward peak extra) bytes per token.
+def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable: bool) -> tuple[Affine, Affine, Affine, Affine]:
+    """(saved at the forward peak, forward extra, saved at the loss-backward peak, its extra) per token.
 
     The saved part is alive from the loss forward until its backward (an activation); the extras
     are transient work on top of it.
@@ -635,6 +662,7 @@ def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable:
     """
     v, h = arch.vocab, arch.hidden
     up = 4 if dt.logit < 4 else 0  # .float() copy, absent when logits are already fp32
+    saved_bwd: Affine | None = None
     if spec.loss is Loss.STANDARD:
         saved = Affine(p=4 * v)
         fwd = Affine(p=(dt.logit + up) * v)
@@ -646,13 +674,17 @@ def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable:
         bwd = Affine(p=8 * v / c)
         if head_trainable:
             # The lm_head weight gets one gradient per chunk, summed by autograd as they come: the
-            # running sum, the new chunk's gradient and their sum (CPU-measured: 3 x V x h).
+            # running sum, the new chunk's gradient and their sum (3 x V x h). That peak comes in
+            # the third chunk's backward, when two chunks' saved log-probs are already freed
+            # (CPU-traced). Left out: with a batch > 1 each chunk's matmul also keeps a contiguous
+            # copy of its hidden-state chunk (res x h per token, under 1 % of the loss term).
             bwd = Affine(c=3 * v * h * dt.p)
+            saved_bwd = Affine(p=4 * v * (c - 2) / c)
     else:
         saved = Affine(p=dt.res * h)
         fwd = Affine(p=10 * h)
         bwd = Affine()
-    return saved, fwd, bwd
+    return saved, fwd, saved if saved_bwd is None else saved_bwd, bwd
 
 
 def build_memory_model(spec: TrainingSpec) -> MemoryModel:
@@ -686,8 +718,11 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
     # Checkpointing: only each layer's input survives the forward (HF ``checkpoint`` saves the
     # hidden states; offload moves them to CPU memory).
     ckpt = spec.gradient_checkpointing
+    # Eager attention gets a 4-D additive causal mask, batch x 1 x s x s in the residual dtype,
+    # built once per forward and shared by every layer (transformers ``masking_utils``).
+    eager_mask = Affine(q=res) if spec.attention is Attention.EAGER else Affine()
     if ckpt is Checkpointing.ON:
-        kept = Affine(p=arch.layers * res * h)
+        kept = Affine(p=arch.layers * res * h) + eager_mask  # checkpoints keep the mask too
     elif ckpt is Checkpointing.OFFLOAD:
         kept = Affine(p=res * h)  # one layer's input in flight to/from the host
         notes.append("offloaded checkpoints: layer inputs kept in CPU memory")
@@ -695,14 +730,23 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
         kept = Affine(p=per_layer_total.p - _first_layer_discount(spec, arch, dt, adapted), q=per_layer_total.q)
     recompute = one_layer if ckpt is not Checkpointing.OFF else Affine()
 
-    # Backward through one layer: the incoming and outgoing gradient of the residual stream, the
-    # fp32 gradients of the norms, and the gradients of the MLP's widest intermediates.
-    i_w = max(arch.dense_intermediate if arch.dense_layers else 0,
-              arch.moe_intermediate * arch.experts_per_token if arch.moe_layers else 0)  # fmt: skip
-    layer_bwd = Affine(p=3 * res * h + 4 * h + 2 * dt.mm * i_w)
+    # Backward transients (CPU-traced, tests/profiler): the final norm's backward runs in fp32 on
+    # the upcast input (about five h-wide fp32 temporaries: 20h); inside a layer the gradient of the
+    # residual stream and of its branch (2 x res x h), plus for eager attention the fp32 gradients of
+    # the scores and of the softmax input (8 bytes per head and key position).
+    norm_bwd = Affine(p=20 * h)
+    in_layer_bwd = Affine(p=2 * res * h, q=8 * arch.heads if spec.attention is Attention.EAGER else 0)
+    # While a checkpointed layer is recomputed, the forward's locals at its end are alive too: the
+    # down projection's input (and the adapter's cast copy of it), the layer's residual and its
+    # normed input (CPU-traced).
+    i_end = arch.moe_intermediate * arch.experts_per_token if arch.moe_layers else arch.dense_intermediate
+    down_adapted = adapted.get("down", 0) > 0
+    cast_down = down_adapted and dt.ad != dt.mm and not full
+    in_flight = Affine(p=dt.mm * i_end + (dt.cb * i_end if cast_down else 0) + 2 * res * h)
+    first_discount = Affine(p=_first_layer_discount(spec, arch, dt, adapted))
 
     head_trainable = full or "lm_head" in (spec.lora.modules_to_save if spec.lora else [])
-    saved_loss, fwd_loss, bwd_loss = _loss_terms(spec, arch, dt, head_trainable)
+    saved_loss, fwd_loss, saved_loss_bwd, bwd_loss = _loss_terms(spec, arch, dt, head_trainable)
     activations_all = kept + final
 
     grads_fwd = st.gradients if spec.gradient_accumulation > 1 and not spec.optimizer_in_backward else 0
@@ -720,47 +764,69 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
         "optimizer_states": Affine(c=st.optimizer_states),
     }
     gathered = Affine(c=st.gathered_params + st.dequant_transient)
+    # The loss backward touches only the (unquantized) lm_head: no dequantized weight is alive.
+    gathered_head = Affine(c=st.gathered_params)
 
     cands: list[tuple[Phase, PhaseTerms]] = []
     cands.append((Phase.FORWARD, PhaseTerms({
         **static_parts,
         "gradients": Affine(c=grads_fwd),
-        "activations": activations_all + saved_loss,
+        "activations": activations_all + saved_loss + (eager_mask if ckpt is Checkpointing.OFF else Affine()),
         "transient": fwd_loss + gathered,
     })))  # fmt: skip
     cands.append((Phase.LOSS_BACKWARD, PhaseTerms({
         **static_parts,
         "gradients": Affine(c=grads_fwd),  # the loss backward peaks before any weight gradient
-        "activations": activations_all + saved_loss,
-        "transient": bwd_loss + gathered + Affine(c=st.ddp_buckets),
+        "activations": activations_all + saved_loss_bwd,
+        "transient": bwd_loss + gathered_head + Affine(c=st.ddp_buckets),
     })))  # fmt: skip
-    # Layer backward peaks either at its start (every activation alive, the loss work freed, the
-    # last layer recomputed under checkpointing) or at its end (every gradient alive, the
-    # activations released): both are candidates, the larger wins at each (batch, seq).
+    # Layer backward. It starts with the final norm's backward (every activation alive, the loss
+    # work freed); then layer by layer, gradients grow while activations (or checkpoints) are
+    # released. Live bytes are linear in the layer index, so the top and the bottom layer are the
+    # candidates, plus the embedding's backward at the very end.
+    emb_grad = st.embedding_grad_transient // 2 if arch.tied else st.embedding_grad_transient
+    below_head = max(0, grads_bwd_end - grads_head - (0 if arch.tied else emb_grad))
+    per_layer_grad = below_head // arch.layers
+    grads_bottom = max(grads_head, grads_bwd_end - (0 if arch.tied else emb_grad) - per_layer_grad)
+    extra = gathered + Affine(c=st.ddp_buckets)
     cands.append((Phase.LAYER_BACKWARD, PhaseTerms({
         **static_parts,
         "gradients": Affine(c=grads_head),
-        "activations": activations_all + recompute,
-        "transient": layer_bwd + gathered + Affine(c=st.ddp_buckets),
+        "activations": activations_all,
+        "transient": norm_bwd + extra,
     })))  # fmt: skip
-    if grads_bwd_end > grads_head:
-        # Walking down the stack, gradients grow while checkpoints/activations are released. The
-        # live bytes are linear in the layer index, so the two ends are the candidates: the first
-        # decoder layer's backward (every gradient but its own and the embedding's) and the
-        # embedding's backward (every gradient, with the embedding gradient being formed).
-        emb_grad = st.embedding_grad_transient // 2 if arch.tied else st.embedding_grad_transient
-        per_layer = max(0, grads_bwd_end - grads_head - (0 if arch.tied else emb_grad)) // arch.layers
+    if ckpt is Checkpointing.OFF:
+        bottom_act = Affine(p=one_layer.p - first_discount.p, q=one_layer.q)
+        top = None
+    else:
+        # CPU traces show the end-of-forward locals alive at the bottom layer's recompute (with the
+        # gradients of every layer above) but not at the top layer's, where the recompute stops
+        # early once the last saved tensor is rebuilt (torch.utils.checkpoint's early stop).
+        bottom_act = Affine(p=res * h) + eager_mask + recompute + in_flight
+        top = kept + recompute
+    # At a recomputed layer's peak (the end of its forward) no backward work is alive yet; without
+    # checkpointing the bottom layer's peak is inside its backward.
+    bottom_tr = in_layer_bwd + extra if top is None else extra
+    if top is not None:
         cands.append((Phase.LAYER_BACKWARD, PhaseTerms({
             **static_parts,
-            "gradients": Affine(c=max(grads_head, grads_bwd_end - emb_grad - per_layer)),
-            "activations": Affine(p=res * h) + recompute,
-            "transient": layer_bwd + gathered + Affine(c=st.ddp_buckets),
+            "gradients": Affine(c=grads_head),
+            "activations": top,
+            "transient": extra,
         })))  # fmt: skip
+    if grads_bwd_end > grads_head or top is not None:
+        cands.append((Phase.LAYER_BACKWARD, PhaseTerms({
+            **static_parts,
+            "gradients": Affine(c=grads_bottom),
+            "activations": bottom_act,
+            "transient": bottom_tr,
+        })))  # fmt: skip
+    if grads_bwd_end > grads_head:
         cands.append((Phase.LAYER_BACKWARD, PhaseTerms({
             **static_parts,
             "gradients": Affine(c=grads_bwd_end - (0 if arch.tied else emb_grad)),
             "activations": Affine(),
-            "transient": gathered + Affine(c=st.ddp_buckets + st.embedding_grad_transient),
+            "transient": extra + Affine(c=st.embedding_grad_transient),
         })))  # fmt: skip
     if not spec.optimizer_in_backward:
         cands.append((Phase.OPTIMIZER_STEP, PhaseTerms({

@@ -412,9 +412,10 @@ def chunked_cross_entropy(
 
     Memory consequences the estimator must model: only one chunk's logits (``param_dtype``) and their
     fp32 copy exist at a time in forward, but autograd keeps every chunk's fp32 log-softmax output
-    (``4V`` bytes per token in total) for backward, plus, when batch > 1, a contiguous copy of each
-    hidden chunk that ``lm_head``'s matmul saves. In backward, one chunk's fp32 logit gradient is alive
-    at a time.
+    (``4V`` bytes per token in total) for backward, so chunking cuts the *transient* logit bytes, not
+    the saved ones. When ``lm_head`` is trainable (full fine-tune, ``modules_to_save``) and batch > 1,
+    each chunk's matmul also saves a contiguous copy of its (non-contiguous) hidden chunk
+    (``2h`` bytes per token in all). In backward, one chunk's fp32 logit gradient is alive at a time.
     """
     targets = F.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
     num_valid = (targets != IGNORE_INDEX).sum()
