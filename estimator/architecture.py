@@ -78,6 +78,8 @@ class Architecture:
     norm_is_layernorm: bool
     norms_per_layer: int  # hidden-sized norms inside each decoder layer
     parallel_block: bool
+    act_saves: int  # i-wide tensors the MLP activation saves: 1 for fused kernels, 4 for gelu_new
+    fp32_norm_weight: bool  # Gemma's RMSNorm multiplies by (1 + weight) in fp32
     linears: tuple[Linear, ...]
     embedding_numel: int
     lm_head_numel: int
@@ -174,6 +176,11 @@ def _common(cfg: dict[str, Any]) -> tuple[int, int, int, int, int, int]:
     return h, layers, a, kvh, hd, v
 
 
+# Activations written as Python expressions (transformers ``activations.py``: NewGELUActivation,
+# FastGELUActivation) save their input, its cube/tanh and products: 4 tensors instead of 1.
+_PYTHON_GELUS = frozenset({"gelu_new", "gelu_fast", "gelu_python", "quick_gelu"})
+_DEFAULT_ACT = {"phi": "gelu_new", "gpt_neox": "gelu", "falcon": "gelu", "gpt_bigcode": "gelu_pytorch_tanh"}
+
 # Family defaults for tie_word_embeddings when the config does not say (transformers configs).
 _TIED_DEFAULT = {"gemma": True, "gemma2": True, "gemma3_text": True, "falcon": True, "gpt_bigcode": True}
 
@@ -250,6 +257,7 @@ def _arch(
     h, n, a, kvh, hd, v = _common(cfg)
     tied = _tied(family, cfg)
     norm_w = 2 * h if layernorm else h
+    act = str(cfg.get("hidden_act") or cfg.get("hidden_activation") or _DEFAULT_ACT.get(family, "silu"))
     final_norm = norm_w
     return Architecture(
         family=family,
@@ -274,6 +282,8 @@ def _arch(
         norm_is_layernorm=layernorm,
         norms_per_layer=norms_per_layer,
         parallel_block=parallel,
+        act_saves=4 if act in _PYTHON_GELUS else 1,
+        fp32_norm_weight=family.startswith("gemma"),
         linears=tuple(x for x in linears if x.count > 0),
         embedding_numel=v * h + extra_embedding,
         lm_head_numel=0 if tied else v * h + (v if lm_head_bias else 0),

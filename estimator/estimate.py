@@ -163,9 +163,25 @@ def _gpu(gid: str | None) -> GPU | None:
 def estimate(spec: TrainingSpec) -> Estimate:
     """Memory, fit and throughput for one spec (SPEC.md)."""
     mm = memory_model(spec)
+    return _assemble(spec, mm, mm.phases(spec.batch_size, spec.seq_len), None)
+
+
+def estimate_from_phases(spec: TrainingSpec, phases: dict[str, dict[str, int]], source: str,
+                         note: str | None = None) -> Estimate:  # fmt: skip
+    """The Estimate for live bytes measured or simulated per phase and category (``source`` names
+    how, e.g. ``simulated``). Reserved and device bytes, the fit verdict and throughput come from
+    the same environment coefficients as :func:`estimate`; ``largest_fit`` stays analytic."""
+    mm = memory_model(spec)
+    clean: dict[Phase, dict[str, int]] = {}
+    for name, cats in phases.items():
+        clean[Phase(name)] = {k: int(cats.get(k, 0)) for k in CATEGORIES}
+    return _assemble(spec, mm, clean, (source, note))
+
+
+def _assemble(spec: TrainingSpec, mm: MemoryModel, phases: dict[Phase, dict[str, int]],
+              measured: tuple[str, str | None] | None) -> Estimate:  # fmt: skip
     gpu = _gpu(spec.gpu)
     b, s = spec.batch_size, spec.seq_len
-    phases = mm.phases(b, s)
     phase = max(phases, key=lambda ph: sum(phases[ph].values()))
     at_peak = phases[phase]
     slack, ctx, nccl, paged, coef = _env(spec, gpu, mm)
@@ -199,6 +215,11 @@ def estimate(spec: TrainingSpec) -> Estimate:
         assumptions.append(f"efficiency (MFU) {tp.mfu:.0%} is an uncalibrated default for {spec.method.value}")
     if spec.device is Device.CPU:
         assumptions.append("device cpu: no CUDA context, no allocator slack, CPU kernels")
+    source = coef.source if spec.device is Device.CUDA else "default"
+    if measured is not None:
+        source = measured[0]
+        if measured[1]:
+            assumptions.insert(0, measured[1])
 
     memory = {
         **{k: at_peak[k] for k in CATEGORIES},
@@ -234,10 +255,7 @@ def estimate(spec: TrainingSpec) -> Estimate:
                 "calibrated": tp.calibrated,
                 "step_time_s": step,
             },
-            "calibration": {
-                "source": coef.source if spec.device is Device.CUDA else "default",
-                "records": coef.records,
-            },
+            "calibration": {"source": source, "records": coef.records},
             "assumptions": assumptions,
         }
     )

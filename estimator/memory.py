@@ -283,7 +283,8 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
     if arch.norm_is_layernorm:
         bytes_ += n_norm * (res * h + 8)
     else:
-        bytes_ += n_norm * (4 * h + (res * h if full else 0))
+        # Gemma computes ``x * (1 + weight)`` in fp32: a trainable weight saves the fp32 normed x.
+        bytes_ += n_norm * (4 * h + ((4 if arch.fp32_norm_weight else res) * h if full else 0))
     if arch.family in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2"):  # q/k norms on projections
         bytes_ += 4 * (arch.q_dim + arch.kv_dim) + (mm * (arch.q_dim + arch.kv_dim) if full else 0)
 
@@ -323,11 +324,11 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
     def mlp(i: int, width_mult: int = 1) -> float:
         out = 0.0
         if arch.gated_mlp:
-            out += 3 * mm * i
+            out += (2 + arch.act_saves) * mm * i
             gu = ad("gate", "up", "gate_up")
             out += _group_saved(h, res, gated if full else 0, gu, dt, drop, False, cast_res, qs, int8 * gated)
         else:
-            out += mm * i  # fc1 output, saved by GELU
+            out += arch.act_saves * mm * i  # fc1 output, saved by the activation
             # phi's MLP reads the attention's norm output: saved once, with the q/k/v group.
             shared_in = arch.parallel_block and arch.norms_per_layer == 1
             out += _group_saved(

@@ -339,8 +339,12 @@ def build_model(spec: dict[str, Any], *, num_layers: int | None = None, device: 
 
 def final_norm(causal_lm: nn.Module) -> nn.Module:
     """The norm applied to the last hidden states before ``lm_head`` (phase boundary in backward)."""
-    decoder = getattr(causal_lm, "model", None)
-    for name in ("norm", "final_layernorm", "ln_f"):
+    decoder = None
+    for attr in ("model", "gpt_neox", "transformer"):
+        decoder = getattr(causal_lm, attr, None)
+        if isinstance(decoder, nn.Module):
+            break
+    for name in ("norm", "final_layernorm", "final_layer_norm", "ln_f"):
         module = getattr(decoder, name, None)
         if isinstance(module, nn.Module):
             return module

@@ -138,3 +138,30 @@ def simulate_spec(spec: dict[str, Any], *, num_layers: int | None = None) -> Mea
         measurement.oom = _is_oom(exc)
         measurement.error = f"{type(exc).__name__}: {exc}"
     return measurement
+
+
+def simulate_estimate(spec: Any) -> dict[str, Any]:
+    """``estimate memory --simulate``: the SPEC.md Estimate with its memory traced, not modelled.
+
+    The step runs under FakeTensorMode on device cpu with the real transformers/peft code, so any
+    architecture transformers can build is exact (CPU kernels). Reserved/device bytes, the fit and
+    throughput are then derived as for the analytic estimate, and ``calibration.source`` says
+    ``simulated``. Raises ``SpecError`` for what cannot be simulated (QLoRA, bitsandbytes
+    optimizers, multi-GPU sharding).
+    """
+    from estimator.errors import Problem, SpecError
+    from estimator.estimate import estimate_from_phases
+    from estimator.models import resolve_model
+
+    raw = spec.to_json()
+    _, config = resolve_model(spec.model)
+    raw["model"] = {"config": config}
+    measurement = simulate_spec(raw)
+    if measurement.trace is None:
+        raise SpecError([Problem("--simulate", measurement.error or "the simulation did not run")])
+    traced = measurement.trace.to_dict()
+    phases = {name: stats["by_category"] for name, stats in traced["phases"].items()}
+    note = "memory simulated: the real step traced under FakeTensorMode with CPU kernels"
+    if spec.device.value == "cuda":
+        note += " (CUDA kernels differ slightly: e.g. 1-byte dropout masks)"
+    return estimate_from_phases(spec, phases, "simulated", note).model_dump(mode="json")

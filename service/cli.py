@@ -163,7 +163,10 @@ def memory(
             from profiler.simulate import simulate_estimate
         except ImportError as exc:
             fail([Problem("--simulate", f"needs the profiler extra (torch, transformers, peft): {exc}")])
-        result = simulate_estimate(spec)
+        try:
+            result = simulate_estimate(spec)
+        except SpecError as exc:
+            fail(exc.problems)
     else:
         from estimator.estimate import estimate
 
@@ -251,7 +254,10 @@ def main() -> None:
     try:
         app()
     except SpecError as exc:
-        fail(exc.problems)
+        from service.render import print_problems
+
+        print_problems(err_console, exc.problems)
+        sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
