@@ -80,6 +80,8 @@ class Architecture:
     parallel_block: bool
     act_saves: int  # i-wide tensors the MLP activation saves: 1 for fused kernels, 4 for gelu_new
     fp32_norm_weight: bool  # Gemma's RMSNorm multiplies by (1 + weight) in fp32
+    attn_softcap: bool  # tanh soft-capping of attention scores (Gemma 2): eager only
+    final_softcap: bool  # tanh soft-capping of the logits (Gemma 2)
     linears: tuple[Linear, ...]
     embedding_numel: int
     lm_head_numel: int
@@ -180,6 +182,14 @@ def _common(cfg: dict[str, Any]) -> tuple[int, int, int, int, int, int]:
 # FastGELUActivation) save their input, its cube/tanh and products: 4 tensors instead of 1.
 _PYTHON_GELUS = frozenset({"gelu_new", "gelu_fast", "gelu_python", "quick_gelu"})
 _DEFAULT_ACT = {"phi": "gelu_new", "gpt_neox": "gelu", "falcon": "gelu", "gpt_bigcode": "gelu_pytorch_tanh"}
+
+
+def _softcap(family: str, cfg: dict[str, Any], key: str, gemma2_default: float) -> bool:
+    """Whether a soft-capping value is set (Gemma 2's config defaults set both)."""
+    if key in cfg:
+        return cfg[key] is not None
+    return family == "gemma2" and gemma2_default is not None
+
 
 # Family defaults for tie_word_embeddings when the config does not say (transformers configs).
 _TIED_DEFAULT = {"gemma": True, "gemma2": True, "gemma3_text": True, "falcon": True, "gpt_bigcode": True}
@@ -284,6 +294,8 @@ def _arch(
         parallel_block=parallel,
         act_saves=4 if act in _PYTHON_GELUS else 1,
         fp32_norm_weight=family.startswith("gemma"),
+        attn_softcap=_softcap(family, cfg, "attn_logit_softcapping", 50.0),
+        final_softcap=_softcap(family, cfg, "final_logit_softcapping", 30.0),
         linears=tuple(x for x in linears if x.count > 0),
         embedding_numel=v * h + extra_embedding,
         lm_head_numel=0 if tied else v * h + (v if lm_head_bias else 0),
@@ -546,6 +558,10 @@ def select_lora_targets(arch: Architecture, targets: str | list[str]) -> list[Ad
     return out
 
 
+def _is_moe_part(arch: Architecture, name: str) -> bool:
+    return any(x.name == name and (x.router or x.expert) for x in arch.linears)
+
+
 def lora_target_names(arch: Architecture) -> set[str]:
     """Every name a user may list in ``lora.targets`` for this architecture."""
     names: set[str] = set()
@@ -581,7 +597,11 @@ def lora_target_problems(model: Any, lora: Any) -> list[Any]:
     if not adapted:
         problems.append(Problem("lora.targets", "no module of this model matches the targets"))
         return problems
-    smallest = min(min(a.d_in, a.d_out) for a in adapted)
+    # Routers and experts are left out: PEFT accepts a rank above a router's few outputs.
+    dense = [a for a in adapted if not _is_moe_part(arch, a.name)]
+    smallest = min((min(a.d_in, a.d_out) for a in dense), default=0)
+    if not dense:
+        return problems
     if lora.r > smallest:
         problems.append(
             Problem("lora.r", f"r={lora.r} is larger than the smallest adapted layer dimension ({smallest})")

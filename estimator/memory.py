@@ -312,6 +312,8 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
         kv_w = arch.q_dim
         bytes_ += mm * (arch.q_dim + 2 * kv_w)
         s2 = heads * (4 + (mm if mm < 4 else 0))  # in fp32 the probabilities are the softmax output
+        if arch.attn_softcap:
+            s2 += heads * mm  # tanh(scores / cap) is saved for its backward (Gemma 2)
         o_saved = False
     else:
         bytes_ += mm * (arch.q_dim + arch.kv_dim + arch.v_dim + o_width) + 4 * heads
@@ -321,11 +323,11 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
 
     # MLP. Gated (SwiGLU / GeGLU): gate output (saved by the activation), activation output and
     # up output (saved by the product), and the down projection's input when needed.
-    def mlp(i: int, width_mult: int = 1) -> float:
+    def mlp(i: int, width_mult: int = 1, pre: str = "") -> float:
         out = 0.0
         if arch.gated_mlp:
             out += (2 + arch.act_saves) * mm * i
-            gu = ad("gate", "up", "gate_up")
+            gu = ad(pre + "gate", pre + "up", pre + "gate_up")
             out += _group_saved(h, res, gated if full else 0, gu, dt, drop, False, cast_res, qs, int8 * gated)
         else:
             out += arch.act_saves * mm * i  # fc1 output, saved by the activation
@@ -334,24 +336,33 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
             out += _group_saved(
                 h, res, 1 if full else 0, ad("up"), dt, drop, False, cast_res, qs and not shared_in, int8
             )
-        out += _group_saved(i, mm, 1 if full else 0, ad("down"), dt, drop, False, cast_mm, qs, int8)
+        out += _group_saved(i, mm, 1 if full else 0, ad(pre + "down"), dt, drop, False, cast_mm, qs, int8)
         return out * width_mult
 
+    constant = 0.0
     if moe:
-        k = arch.experts_per_token
-        bytes_ += 4 * arch.experts + 8 * k  # router logits (fp32 softmax) and routing weights
-        bytes_ += mlp(arch.moe_intermediate) * k
-        if full:
-            bytes_ += k * res * h  # gathered expert inputs, saved by trainable expert weights
+        # transformers >= 5 runs the experts as grouped matmuls over token copies gathered per
+        # expert (CPU-traced): per routed copy the fused gate_up output (2i) and the activation;
+        # when the expert weights get gradients (full, or LoRA through PEFT's ParamWrapper), the
+        # gathered input and the down projection's input too. ParamWrapper adds the adapter delta
+        # to the expert weights in forward, and the grouped matmul keeps that merged copy: one
+        # layer's expert weights per MoE layer, whatever the batch.
+        k, mi = arch.experts_per_token, arch.moe_intermediate
+        w_grad = full or ad("experts") > 0
+        bytes_ += 4 * arch.experts + 8 * k  # router probabilities (fp32 softmax), indices, weights
+        bytes_ += _group_saved(h, res, 1 if full else 0, ad("router"), dt, False, False, cast_res)
+        bytes_ += k * ((2 + arch.act_saves) * mm * mi + ((mm * mi + res * h) if w_grad else 0))
         if arch.shared_intermediate:
-            bytes_ += mlp(arch.shared_intermediate)
+            bytes_ += mlp(arch.shared_intermediate, pre="shared_")
+        if ad("experts") and not full:
+            constant = sum(x.weight_numel for x in arch.linears if x.expert) / max(arch.moe_layers, 1) * dt.p
     else:
         bytes_ += mlp(arch.dense_intermediate)
 
     # Adapter bottlenecks: lora_A's output (r wide) is saved by lora_B.
-    n_adapters = sum(adapted.values())
+    n_adapters = sum(v for k, v in adapted.items() if k not in ("experts", "router"))
     bytes_ += n_adapters * r * dt.cb
-    return Affine(p=bytes_, q=s2)
+    return Affine(c=constant, p=bytes_, q=s2)
 
 
 def _version(v: str | None) -> tuple[int, ...]:
@@ -403,12 +414,20 @@ def _adapted_per_layer(spec: TrainingSpec, arch: Architecture) -> dict[str, int]
         "dense": "o", "c_proj": "o", "fc1": "up", "fc2": "down", "dense_h_to_4h": "up", "dense_4h_to_h": "down",
         "c_fc": "up", "q_a_proj": "q", "q_b_proj": "q", "kv_a_proj_with_mqa": "k", "kv_b_proj": "v",
     }  # fmt: skip
+    kinds = {x.name: ("router" if x.router else "experts" if x.expert else "") for x in arch.linears}
     out: dict[str, int] = {}
     for a in select_lora_targets(arch, spec.lora.targets):
         base = a.name.split("[")[-1].rstrip("]") if "[" in a.name else a.name
         leaf = base.rsplit(".", 1)[-1]
-        role = "down" if a.name.endswith("mlp.c_proj") or base == "mlp.c_proj" else roles.get(leaf, "other")
-        out[role] = out.get(role, 0) + max(1, round(a.count / arch.layers))
+        kind = kinds.get(a.name.split("[")[0], "")
+        if kind:
+            role = kind  # MoE experts (PEFT ParamWrapper) and routers: no per-token adapter input
+        else:
+            role = "down" if a.name.endswith("mlp.c_proj") or base == "mlp.c_proj" else roles.get(leaf, "other")
+            if a.name.startswith("shared_expert"):
+                role = "shared_" + role
+        per_layer = arch.moe_layers if kind or role.startswith("shared_") else arch.layers
+        out[role] = out.get(role, 0) + max(1, round(a.count / max(per_layer, 1)))
     return out
 
 
@@ -647,7 +666,9 @@ def _split_by_size(arch: Architecture, spec: TrainingSpec, threshold: int) -> tu
 # Putting the phases together
 
 
-def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable: bool) -> tuple[Affine, Affine, Affine, Affine]:
+def _loss_terms(
+    spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable: bool
+) -> tuple[Affine, Affine, Affine, Affine]:
     """(saved at the forward peak, forward extra, saved at the loss-backward peak, its extra) per token.
 
     The saved part is alive from the loss forward until its backward (an activation); the extras
@@ -664,6 +685,8 @@ def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable:
     v, h = arch.vocab, arch.hidden
     up = 4 if dt.logit < 4 else 0  # .float() copy, absent when logits are already fp32
     saved_bwd: Affine | None = None
+    # Logit soft-capping (Gemma 2: cap * tanh(logits / cap)) saves the tanh output.
+    cap = Affine(p=dt.logit * v) if arch.final_softcap and spec.loss is not Loss.FUSED else Affine()
     if spec.loss is Loss.STANDARD:
         saved = Affine(p=4 * v)
         fwd = Affine(p=(dt.logit + up) * v)
@@ -685,7 +708,7 @@ def _loss_terms(spec: TrainingSpec, arch: Architecture, dt: _Dt, head_trainable:
         saved = Affine(p=dt.res * h)
         fwd = Affine(p=10 * h)
         bwd = Affine()
-    return saved, fwd, saved if saved_bwd is None else saved_bwd, bwd
+    return saved + cap, fwd, (saved if saved_bwd is None else saved_bwd) + cap, bwd
 
 
 def build_memory_model(spec: TrainingSpec) -> MemoryModel:
@@ -704,6 +727,7 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
     dense = _layer_activations(spec, arch, dt, adapted, moe=False)
     moe = _layer_activations(spec, arch, dt, adapted, moe=True) if arch.moe_layers else Affine()
     per_layer_total = Affine(
+        c=moe.c * arch.moe_layers,
         p=dense.p * arch.dense_layers + moe.p * arch.moe_layers,
         q=dense.q * arch.dense_layers + moe.q * arch.moe_layers,
     )
@@ -728,7 +752,7 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
         kept = Affine(p=res * h)  # one layer's input in flight to/from the host
         notes.append("offloaded checkpoints: layer inputs kept in CPU memory")
     else:
-        kept = Affine(p=per_layer_total.p - _first_layer_discount(spec, arch, dt, adapted), q=per_layer_total.q)
+        kept = per_layer_total - Affine(p=_first_layer_discount(spec, arch, dt, adapted))
     recompute = one_layer if ckpt is not Checkpointing.OFF else Affine()
 
     # Backward transients (CPU-traced, tests/profiler): the final norm's backward runs in fp32 on
@@ -797,7 +821,7 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
         "transient": norm_bwd + extra,
     })))  # fmt: skip
     if ckpt is Checkpointing.OFF:
-        bottom_act = Affine(p=one_layer.p - first_discount.p, q=one_layer.q)
+        bottom_act = one_layer - first_discount
         top = None
     else:
         # CPU traces show the end-of-forward locals alive at the bottom layer's recompute (with the
