@@ -32,17 +32,28 @@ METRIC = {
 }
 
 
+def completeness() -> dict[str, str]:
+    """The source's own judgement of how fully each run is specified (published_visible.json)."""
+    return {r["id"]: r.get("completeness", "") for r in json.loads((HERE / "published_visible.json").read_text())}
+
+
 def fully_specified(tags: list[str]) -> bool:
     return not any(t.endswith("_assumed") or t == "seq_len_upper_bound" or t.startswith("unmodelled:") for t in tags)
 
 
 def run(path: Path) -> list[dict[str, object]]:
     rows = []
+    comp = completeness()
     for line in path.read_text().splitlines():
         rec = json.loads(line)
         spec = TrainingSpec.model_validate(rec["spec"])
         est = estimate(spec)
-        row: dict[str, object] = {"id": rec["id"], "tags": rec["tags"], "full": fully_specified(rec["tags"])}
+        row: dict[str, object] = {
+            "id": rec["id"],
+            "tags": rec["tags"],
+            "full": fully_specified(rec["tags"]),
+            "complete": comp.get(rec["id"]) == "full",
+        }
         if rec.get("measured"):
             metric = rec["measured"]["metric"]
             pred = getattr(est.memory, METRIC[metric])
@@ -60,9 +71,9 @@ def run(path: Path) -> list[dict[str, object]]:
     return rows
 
 
-def summarize(rows: list[dict[str, object]], only_full: bool) -> dict[str, dict[str, float]]:
+def summarize(rows: list[dict[str, object]], key: str | None) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    scored = [r for r in rows if "error" in r and (r["full"] or not only_full)]
+    scored = [r for r in rows if "error" in r and (key is None or r[key])]
     for metric in sorted({str(r["metric"]) for r in scored} | {"all"}):
         errs = sorted(abs(float(r["error"])) for r in scored if metric == "all" or r["metric"] == metric)  # type: ignore[arg-type]
         if not errs:
@@ -83,7 +94,11 @@ def main() -> int:
     ap.add_argument("--records", type=Path, default=HERE / "published_visible_specs.jsonl")
     args = ap.parse_args()
     rows = run(args.records)
-    result = {"all_records": summarize(rows, False), "fully_specified": summarize(rows, True)}
+    result = {
+        "all_records": summarize(rows, None),
+        "fully_specified_by_tags": summarize(rows, "full"),
+        "completeness_full": summarize(rows, "complete"),
+    }
     ooms = [r for r in rows if r.get("oom")]
     result["oom_records"] = {
         "n": len(ooms),
@@ -96,7 +111,7 @@ def main() -> int:
         for r in rows:
             if "error" in r:
                 print(
-                    f"{r['id']:52s} {r['metric']:9s} meas {float(r['measured']) / 2**30:7.2f} GiB  pred {float(r['predicted']) / 2**30:7.2f} GiB  err {float(r['error']):+6.1%}  {r['phase']:14s} {'FULL' if r['full'] else ''}"
+                    f"{r['id']:52s} {r['metric']:9s} meas {float(r['measured']) / 2**30:7.2f} GiB  pred {float(r['predicted']) / 2**30:7.2f} GiB  err {float(r['error']):+6.1%}  {r['phase']:14s} {'TAGS-OK' if r['full'] else ''} {'COMPLETE' if r['complete'] else ''}"
                 )  # type: ignore[arg-type]
     for scope, summ in result.items():
         if scope == "oom_records":

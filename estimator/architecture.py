@@ -79,7 +79,7 @@ class Architecture:
     norms_per_layer: int  # hidden-sized norms inside each decoder layer
     parallel_block: bool
     act_saves: int  # i-wide tensors the MLP activation saves: 1 for fused kernels, 4 for gelu_new
-    fp32_norm_weight: bool  # Gemma's RMSNorm multiplies by (1 + weight) in fp32
+    fp32_norm_weight: bool  # RMSNorm weight applied in fp32 (Gemma's 1 + weight, OLMo-2, gpt-oss)
     attn_softcap: bool  # tanh soft-capping of attention scores (Gemma 2): eager only
     final_softcap: bool  # tanh soft-capping of the logits (Gemma 2)
     linears: tuple[Linear, ...]
@@ -293,7 +293,7 @@ def _arch(
         norms_per_layer=norms_per_layer,
         parallel_block=parallel,
         act_saves=4 if act in _PYTHON_GELUS else 1,
-        fp32_norm_weight=family.startswith("gemma"),
+        fp32_norm_weight=family.startswith("gemma") or family in ("olmo2", "gpt_oss"),
         attn_softcap=_softcap(family, cfg, "attn_logit_softcapping", 50.0),
         final_softcap=_softcap(family, cfg, "final_logit_softcapping", 30.0),
         linears=tuple(x for x in linears if x.count > 0),

@@ -281,12 +281,15 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
     # normalised input is saved too. LayerNorm saves its input plus fp32 mean and rstd.
     n_norm = arch.norms_per_layer
     if arch.norm_is_layernorm:
-        bytes_ += n_norm * (res * h + 8)
+        # GPT-NeoX's parallel residual feeds both norms the same input: one saved copy.
+        n_inputs = 1 if arch.parallel_block else n_norm
+        bytes_ += n_inputs * res * h + 8 * n_norm
     else:
-        # Gemma computes ``x * (1 + weight)`` in fp32: a trainable weight saves the fp32 normed x.
+        # Gemma, OLMo-2 and gpt-oss apply the weight in fp32: a trainable weight saves the fp32 x.
         bytes_ += n_norm * (4 * h + ((4 if arch.fp32_norm_weight else res) * h if full else 0))
     if arch.family in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2"):  # q/k norms on projections
-        bytes_ += 4 * (arch.q_dim + arch.kv_dim) + (mm * (arch.q_dim + arch.kv_dim) if full else 0)
+        qk_w = 4 if arch.fp32_norm_weight else mm
+        bytes_ += 4 * (arch.q_dim + arch.kv_dim) + (qk_w * (arch.q_dim + arch.kv_dim) if full else 0)
 
     def ad(*names: str) -> int:
         return sum(adapted.get(n, 0) for n in names)
@@ -296,6 +299,9 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
     qs = spec.method is Method.QLORA and _version(spec.stack.get("bitsandbytes")) < (0, 43, 2)
     int8 = 2.0 if spec.quantization is not None and spec.quantization.type is QuantType.INT8 else 0.0
     n_qkv = _n_qkv(arch)
+    # torchtune and lit-gpt call fused activation kernels (F.gelu(approximate="tanh"), F.silu);
+    # transformers' gelu_new is a Python expression that saves four tensors.
+    act_saves = 1 if framework(spec) == "native" else arch.act_saves
     gated = 2 if arch.family != "phi3" else 1
 
     # Attention input (q, k, v share the norm output).
@@ -316,7 +322,10 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
             s2 += heads * mm  # tanh(scores / cap) is saved for its backward (Gemma 2)
         o_saved = False
     else:
-        bytes_ += mm * (arch.q_dim + arch.kv_dim + arch.v_dim + o_width) + 4 * heads
+        # With a fused qkv projection the value is a view of the fused output: saving it keeps the
+        # whole q+k+v storage alive (q and k get new storage from the rotary embedding).
+        v_kept = arch.q_dim + arch.kv_dim + arch.v_dim if n_qkv == 1 else arch.v_dim
+        bytes_ += mm * (arch.q_dim + arch.kv_dim + v_kept + o_width) + 4 * heads
         s2 = 0
         o_saved = True  # the output's storage is the o_proj input (a view after transpose)
     bytes_ += _group_saved(o_width, mm, 1 if full else 0, ad("o"), dt, drop, o_saved, cast_mm, qs, int8)
@@ -326,11 +335,11 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
     def mlp(i: int, width_mult: int = 1, pre: str = "") -> float:
         out = 0.0
         if arch.gated_mlp:
-            out += (2 + arch.act_saves) * mm * i
+            out += (2 + act_saves) * mm * i
             gu = ad(pre + "gate", pre + "up", pre + "gate_up")
             out += _group_saved(h, res, gated if full else 0, gu, dt, drop, False, cast_res, qs, int8 * gated)
         else:
-            out += arch.act_saves * mm * i  # fc1 output, saved by the activation
+            out += act_saves * mm * i  # fc1 output, saved by the activation
             # phi's MLP reads the attention's norm output: saved once, with the q/k/v group.
             shared_in = arch.parallel_block and arch.norms_per_layer == 1
             out += _group_saved(
@@ -351,11 +360,14 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
         w_grad = full or ad("experts") > 0
         bytes_ += 4 * arch.experts + 8 * k  # router probabilities (fp32 softmax), indices, weights
         bytes_ += _group_saved(h, res, 1 if full else 0, ad("router"), dt, False, False, cast_res)
-        bytes_ += k * ((2 + arch.act_saves) * mm * mi + ((mm * mi + res * h) if w_grad else 0))
+        bytes_ += k * ((2 + act_saves) * mm * mi + ((mm * mi + res * h) if w_grad else 0))
+        if full or ad("router"):
+            bytes_ += k * mm * h  # expert outputs, saved by the product with trainable routing weights
         if arch.shared_intermediate:
             bytes_ += mlp(arch.shared_intermediate, pre="shared_")
         if ad("experts") and not full:
-            constant = sum(x.weight_numel for x in arch.linears if x.expert) / max(arch.moe_layers, 1) * dt.p
+            merged_bytes = 4 if dt.upcast_kbit else dt.p  # fp32 after PEFT's kbit upcast
+            constant = sum(x.weight_numel for x in arch.linears if x.expert) / max(arch.moe_layers, 1) * merged_bytes
     else:
         bytes_ += mlp(arch.dense_intermediate)
 
@@ -393,7 +405,7 @@ def _first_layer_discount(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapt
     if spec.method is Method.FULL or (spec.lora and "embed_tokens" in spec.lora.modules_to_save):
         return 0.0
     h = arch.hidden
-    norm = 0.0 if arch.norm_is_layernorm else 4.0 * h
+    norm = float(dt.res * h + 8) if arch.norm_is_layernorm else 4.0 * h
     n_first = sum(adapted.get(k, 0) for k in ("q", "k", "v", "qkv"))
     if arch.parallel_block and arch.norms_per_layer == 1:
         n_first += adapted.get("up", 0)  # phi: the MLP reads the same norm output
@@ -443,15 +455,18 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
 
     # Which linears are quantized (QLoRA): bitsandbytes replaces nn.Linear modules except the
     # output layer (transformers ``get_keys_to_not_convert``); routers stay in the load dtype.
-    # MoE experts are counted as quantized, as QLoRA on MoE is meant (transformers < 5 holds them
-    # as nn.Linear); a stack that leaves fused 3-D experts unquantized is not modelled.
+    # MoE experts are nn.Linear modules before transformers 5 (quantized); from 5 on they are
+    # fused 3-D parameters that bitsandbytes leaves alone, and PEFT's kbit preparation then
+    # upcasts them to fp32 (CPU-traced with transformers 5.24: QLoRA on an MoE then holds more
+    # than LoRA does).
+    experts_quantized = _version(spec.stack.get("transformers")) < (5,)
     quantized = 0
     quant_bytes = 0.0
     const_bytes = 0.0
     if spec.method is Method.QLORA and spec.quantization is not None:
         payload_bits, const_bits = quantized_bits_per_weight(spec.quantization.type, spec.quantization.double_quant)
         for x in arch.linears:
-            if x.router:
+            if x.router or (x.expert and not experts_quantized):
                 continue
             quantized += x.weight_numel
             quant_bytes += x.weight_numel * payload_bits / 8

@@ -250,8 +250,11 @@ SWEEPS: dict[str, Callable[[], list[SweepEntry]]] = {
 }
 
 
-def run_entry(entry: SweepEntry, sweep: str = "") -> dict[str, Any]:
-    """Run one entry on its backend and return its calibration record (not written)."""
+def run_entry(entry: SweepEntry, sweep: str = "", *, timed_steps: int = 3) -> dict[str, Any]:
+    """Run one entry on its backend and return its calibration record (not written).
+
+    ``timed_steps`` untraced steps are timed for ``step_time_s`` (0 skips the timing).
+    """
     from profiler.record import make_record
 
     if entry.backend == "cpu-fake":
@@ -261,7 +264,7 @@ def run_entry(entry: SweepEntry, sweep: str = "") -> dict[str, Any]:
     elif entry.backend == "cpu":
         from profiler.harness import run_spec
 
-        measurement = run_spec(entry.spec, num_layers=entry.num_layers)
+        measurement = run_spec(entry.spec, num_layers=entry.num_layers, timed_steps=timed_steps)
     else:
         raise ValueError(f"sweeps run on cpu or cpu-fake, not {entry.backend!r}")
     record = make_record(measurement)
