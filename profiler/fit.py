@@ -392,6 +392,7 @@ def write_json_atomic(data: dict[str, Any], path: str | Path) -> Path:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are shared data
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

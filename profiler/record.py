@@ -131,6 +131,7 @@ def write_record(record: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pat
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; records are shared data
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(OSError):
