@@ -8,7 +8,8 @@ fastapi or plotly (``tests/test_imports.py`` proves it). The public surface is p
     >>> est = estimate(TrainingSpec.model_validate({"model": "meta-llama/Llama-3.1-8B", "gpu": "h100"}))
 """
 
-from estimator.decision import Decision, DecisionRequest, Gap, Route, decide
+from typing import TYPE_CHECKING, Any
+
 from estimator.errors import (
     CatalogError,
     Problem,
@@ -35,7 +36,36 @@ from estimator.spec import (
     TrainingSpec,
     check_spec,
 )
-from estimator.tco import Bill, CostReport, CostRequest, Programme, tco
+
+if TYPE_CHECKING:
+    from estimator.decision import Decision, DecisionRequest, Gap, Route, decide
+    from estimator.tco import Bill, CostReport, CostRequest, Programme, tco
+
+# The programme-cost and decision modules load on first use: `estimate memory` never needs them.
+_LAZY = {
+    "Decision": "estimator.decision",
+    "DecisionRequest": "estimator.decision",
+    "Gap": "estimator.decision",
+    "Route": "estimator.decision",
+    "decide": "estimator.decision",
+    "Bill": "estimator.tco",
+    "CostReport": "estimator.tco",
+    "CostRequest": "estimator.tco",
+    "Programme": "estimator.tco",
+    "tco": "estimator.tco",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'estimator' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "GPU",

@@ -7,6 +7,7 @@ imports. Compute is kept apart from rendering (the CLI and the API only format t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +17,7 @@ from estimator.calibration import Coefficients, coefficients, fitted_mfu
 from estimator.gpus import GPU, find_gpu
 from estimator.memory import CATEGORIES, MemoryModel, Phase, build_memory_model, framework
 from estimator.spec import Device, Method, TrainingSpec
-from estimator.throughput import throughput
+from estimator.throughput import flops_parts, throughput
 
 MAX_SEARCH_SEQ = 10_000_000
 
@@ -116,19 +117,36 @@ def _spec_key(spec: TrainingSpec) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-_MODELS: dict[tuple[Any, ...], MemoryModel] = {}
+@dataclass(frozen=True)
+class _Prepared:
+    """What ``estimate`` needs that does not depend on the batch shape (cached per settings)."""
+
+    mm: MemoryModel
+    flops: tuple[float, float]
+    framework_note: str | None
+
+
+_MODELS: dict[tuple[Any, ...], _Prepared] = {}
+
+
+def _prepared(spec: TrainingSpec) -> _Prepared:
+    key = _spec_key(spec)
+    prep = _MODELS.get(key)
+    if prep is None:
+        if len(_MODELS) > 4096:
+            _MODELS.clear()
+        mm = build_memory_model(spec)
+        note = None
+        if spec.method is not Method.FULL:
+            note = f"framework conventions: {framework(spec)} (set stack.framework to override)"
+        prep = _Prepared(mm, flops_parts(spec, mm.arch, mm.static.adapter_count), note)
+        _MODELS[key] = prep
+    return prep
 
 
 def memory_model(spec: TrainingSpec) -> MemoryModel:
     """The memory model for a spec's shape-independent settings (cached, bounded)."""
-    key = _spec_key(spec)
-    mm = _MODELS.get(key)
-    if mm is None:
-        if len(_MODELS) > 4096:
-            _MODELS.clear()
-        mm = build_memory_model(spec)
-        _MODELS[key] = mm
-    return mm
+    return _prepared(spec).mm
 
 
 def _env(spec: TrainingSpec, gpu: GPU | None, mm: MemoryModel) -> tuple[float, int, int, int, Coefficients]:
@@ -162,8 +180,8 @@ def _gpu(gid: str | None) -> GPU | None:
 
 def estimate(spec: TrainingSpec) -> Estimate:
     """Memory, fit and throughput for one spec (SPEC.md)."""
-    mm = memory_model(spec)
-    return _assemble(spec, mm, mm.phases(spec.batch_size, spec.seq_len), None)
+    prep = _prepared(spec)
+    return _assemble(spec, prep, prep.mm.phases(spec.batch_size, spec.seq_len), None)
 
 
 def estimate_from_phases(spec: TrainingSpec, phases: dict[str, dict[str, int]], source: str,
@@ -171,15 +189,16 @@ def estimate_from_phases(spec: TrainingSpec, phases: dict[str, dict[str, int]], 
     """The Estimate for live bytes measured or simulated per phase and category (``source`` names
     how, e.g. ``simulated``). Reserved and device bytes, the fit verdict and throughput come from
     the same environment coefficients as :func:`estimate`; ``largest_fit`` stays analytic."""
-    mm = memory_model(spec)
+    prep = _prepared(spec)
     clean: dict[Phase, dict[str, int]] = {}
     for name, cats in phases.items():
         clean[Phase(name)] = {k: int(cats.get(k, 0)) for k in CATEGORIES}
-    return _assemble(spec, mm, clean, (source, note))
+    return _assemble(spec, prep, clean, (source, note))
 
 
-def _assemble(spec: TrainingSpec, mm: MemoryModel, phases: dict[Phase, dict[str, int]],
+def _assemble(spec: TrainingSpec, prep: _Prepared, phases: dict[Phase, dict[str, int]],
               measured: tuple[str, str | None] | None) -> Estimate:  # fmt: skip
+    mm = prep.mm
     gpu = _gpu(spec.gpu)
     b, s = spec.batch_size, spec.seq_len
     phase = max(phases, key=lambda ph: sum(phases[ph].values()))
@@ -201,14 +220,14 @@ def _assemble(spec: TrainingSpec, mm: MemoryModel, phases: dict[Phase, dict[str,
         budget = (usable - ctx - nccl - paged) / (1 + slack)
         largest = {"batch_size": _largest_batch(mm, s, budget), "seq_len": _largest_seq(mm, b, budget)}
 
-    tp = throughput(spec, mm.arch, gpu, fitted_mfu(coef, spec.method), mm.static.adapter_count)
+    tp = throughput(spec, mm.arch, gpu, fitted_mfu(coef, spec.method), mm.static.adapter_count, prep.flops)
     step = None
     if tp.tokens_per_second > 0:
         step = b * s * spec.gradient_accumulation / tp.tokens_per_second
 
     assumptions = list(mm.assumptions)
-    if spec.method is not Method.FULL:
-        assumptions.append(f"framework conventions: {framework(spec)} (set stack.framework to override)")
+    if prep.framework_note:
+        assumptions.append(prep.framework_note)
     if coef.source == "default" and spec.device is Device.CUDA:
         assumptions.append("CUDA context and allocator slack are defaults (no calibration for this GPU)")
     if not tp.calibrated:
@@ -264,23 +283,26 @@ def _assemble(spec: TrainingSpec, mm: MemoryModel, phases: dict[Phase, dict[str,
 def _largest_batch(mm: MemoryModel, seq: int, budget: float) -> int:
     """The largest micro-batch whose every phase fits ``budget`` bytes at ``seq`` (0: none)."""
     best = math.inf
-    for a in mm.totals():
-        per = a.p * seq + a.q * seq * seq
-        if budget < a.c:
+    ss = seq * seq
+    for c, p, q in mm.total_coefs:
+        if budget < c:
             return 0
+        per = p * seq + q * ss
         if per > 0:
-            best = min(best, (budget - a.c) / per)
+            room = (budget - c) / per
+            if room < best:
+                best = room
     return 0 if best < 1 else int(best) if best != math.inf else 1_000_000
 
 
 def _largest_seq(mm: MemoryModel, batch: int, budget: float) -> int:
     """The largest sequence length whose every phase fits ``budget`` bytes at ``batch`` (0: none)."""
     best = float(MAX_SEARCH_SEQ)
-    for a in mm.totals():
-        room = budget - a.c
+    for c, p, q in mm.total_coefs:
+        room = budget - c
         if room < 0:
             return 0
-        qa, pb = a.q * batch, a.p * batch
+        qa, pb = q * batch, p * batch
         if qa > 0:
             s = (-pb + math.sqrt(pb * pb + 4 * qa * room)) / (2 * qa)
         elif pb > 0:

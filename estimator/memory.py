@@ -89,11 +89,14 @@ class PhaseTerms:
     parts: dict[str, Affine]
     sum_: Affine = field(default_factory=Affine)
 
+    rows: tuple[tuple[str, float, float, float], ...] = ()
+
     def __post_init__(self) -> None:
         c = p = q = 0.0
         for a in self.parts.values():
             c, p, q = c + a.c, p + a.p, q + a.q
         object.__setattr__(self, "sum_", Affine(c, p, q))
+        object.__setattr__(self, "rows", tuple((k, a.c, a.p, a.q) for k, a in self.parts.items()))
 
     def total(self) -> Affine:
         """The sum of every category (computed once)."""
@@ -148,9 +151,10 @@ class MemoryModel:
             cur = best.get(ph)
             if cur is None or total > cur[0]:
                 best[ph] = (total, terms)
-        return {
-            ph: {k: round(a.c + a.p * t + a.q * ts) for k, a in terms.parts.items()} for ph, (_, terms) in best.items()
-        }
+        out: dict[Phase, dict[str, int]] = {}
+        for ph, (_, terms) in best.items():
+            out[ph] = {k: int(c + p * t + q * ts + 0.5) for k, c, p, q in terms.rows}
+        return out
 
     def peak(self, batch: int, seq: int) -> tuple[Phase, float]:
         """The phase with the most live bytes, and those bytes."""
@@ -166,6 +170,15 @@ class MemoryModel:
     def totals(self) -> list[Affine]:
         """Each candidate's total as an affine function of the batch shape."""
         return [terms.sum_ for _, terms in self.candidates]
+
+    @property
+    def total_coefs(self) -> tuple[tuple[float, float, float], ...]:
+        """(c, p, q) of every candidate's total, computed once."""
+        cached: tuple[tuple[float, float, float], ...] | None = self.__dict__.get("_total_coefs")
+        if cached is None:
+            cached = tuple((t.sum_.c, t.sum_.p, t.sum_.q) for _, t in self.candidates)
+            object.__setattr__(self, "_total_coefs", cached)
+        return cached
 
 
 # ---------------------------------------------------------------------------------------------

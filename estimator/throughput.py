@@ -39,10 +39,21 @@ def flops_per_token(spec: TrainingSpec, arch: Architecture, adapters: int | None
 
     ``adapters`` (LoRA parameter count) may be passed when already known, to skip the target walk.
     """
+    const, per_seq = flops_parts(spec, arch, adapters)
+    return const + per_seq * spec.seq_len
+
+
+def flops_parts(spec: TrainingSpec, arch: Architecture, adapters: int | None = None) -> tuple[float, float]:
+    """FLOPs per token as ``const + per_seq * seq_len`` (the attention term grows with s)."""
+    matmul = _flops(spec, arch, adapters, 0)
+    return matmul, _flops(spec, arch, adapters, 1) - matmul
+
+
+def _flops(spec: TrainingSpec, arch: Architecture, adapters: int | None, seq_len: int) -> float:
     p = arch.active_params - arch.embedding_numel  # embedding look-ups are not matmuls
     if arch.lm_head_numel == 0:
         p += arch.embedding_numel  # tied: the lm_head matmul uses the embedding matrix
-    attn = 4 * arch.layers * spec.seq_len * arch.q_dim  # forward QK^T and PV per token
+    attn = 4 * arch.layers * seq_len * arch.q_dim  # forward QK^T and PV per token
     if spec.method is Method.FULL:
         fwd, bwd = 2 * p + attn, 4 * p + 2 * attn
     else:
@@ -61,9 +72,11 @@ def throughput(
     gpu: GPU | None,
     mfu: float | None = None,
     adapters: int | None = None,
+    parts: tuple[float, float] | None = None,
 ) -> Throughput:
     """Tokens per second per GPU from the peak dense rate and an efficiency."""
-    fpt = flops_per_token(spec, arch, adapters)
+    const, per_seq = parts if parts is not None else flops_parts(spec, arch, adapters)
+    fpt = const + per_seq * spec.seq_len
     calibrated = mfu is not None
     eff = mfu if mfu is not None else DEFAULT_MFU[spec.method]
     if gpu is None:
