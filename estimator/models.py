@@ -43,22 +43,42 @@ def model_catalog() -> dict[str, CatalogModel]:
     """Every embedded model by lower-cased HF id (read lazily, once)."""
     out: dict[str, CatalogModel] = {}
     for path in sorted((data_dir() / "models").glob("*.json")):
-        rec = json.loads(path.read_text(encoding="utf-8"))
-        m = CatalogModel(
-            id=rec["model_id"],
-            source=rec.get("source", ""),
-            notes=rec.get("notes", ""),
-            published_param_count=rec.get("published_param_count", ""),
-            computed_params=rec.get("computed_params"),
-            config=rec["config"],
-        )
+        m = _load_entry(path)
         out[m.id.lower()] = m
     return out
 
 
+@cache
+def _catalog_files() -> dict[str, Path]:
+    """Lower-cased HF id -> file, from the file names alone (``owner__name.json``)."""
+    return {p.stem.replace("__", "/", 1).lower(): p for p in (data_dir() / "models").glob("*.json")}
+
+
+def _load_entry(path: Path) -> CatalogModel:
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    return CatalogModel(
+        id=rec["model_id"],
+        source=rec.get("source", ""),
+        notes=rec.get("notes", ""),
+        published_param_count=rec.get("published_param_count", ""),
+        computed_params=rec.get("computed_params"),
+        config=rec["config"],
+    )
+
+
+@cache
+def _entry_for(key: str) -> CatalogModel | None:
+    path = _catalog_files().get(key)
+    return None if path is None else _load_entry(path)
+
+
 def find_model(model_id: str) -> CatalogModel | None:
-    """The catalog entry for an HF id (case-insensitive), or None."""
-    return model_catalog().get(model_id.strip().lower())
+    """The catalog entry for an HF id (case-insensitive), or None. Reads only that model's file."""
+    key = model_id.strip().lower()
+    found = _entry_for(key)
+    if found is not None and found.id.lower() == key:
+        return found
+    return model_catalog().get(key)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

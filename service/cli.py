@@ -233,11 +233,28 @@ def gpus(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     console.print(t)
 
 
-def _register_optional() -> None:
-    """Sub-commands contributed by other modules (cost, decide, serve, calibrate, report)."""
+_OPTIONAL = {
+    "cost": "service.cli_cost",
+    "decide": "service.cli_cost",
+    "serve": "service.cli_serve",
+    "calibrate": "service.cli_calibrate",
+    "report": "service.cli_report",
+}
+
+
+def _register_optional(argv: list[str] | None) -> None:
+    """Sub-commands contributed by other modules (cost, decide, serve, calibrate, report).
+
+    Only the module of the command being run is imported (``estimate memory`` stays quick to
+    start); with no command, or ``--help``, all of them are, so the help lists every command.
+    """
     import importlib
 
-    for mod in ("service.cli_cost", "service.cli_serve", "service.cli_calibrate", "service.cli_report"):
+    first = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    if first in ("memory", "models", "gpus"):
+        return
+    wanted = [_OPTIONAL[first]] if first in _OPTIONAL else sorted(set(_OPTIONAL.values()))
+    for mod in wanted:
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as exc:
@@ -247,10 +264,15 @@ def _register_optional() -> None:
         m.register(app)
 
 
-_register_optional()
+# Importers (tests, the service) get every command; the console script registers lazily in main().
+_LAZY_CLI = Path(sys.argv[0]).name == "estimate"
+if not _LAZY_CLI:
+    _register_optional(None)
 
 
 def main() -> None:
+    if _LAZY_CLI:
+        _register_optional(sys.argv[1:])
     try:
         app()
     except SpecError as exc:
