@@ -22,14 +22,10 @@ denominator is that phase's measured peak (a category's error as a share of the 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import json
 import math
-import os
 import statistics
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -382,23 +378,10 @@ def fit_records(loaded: Loaded, root: str | Path) -> dict[str, Any]:
 
 
 def write_json_atomic(data: dict[str, Any], path: str | Path) -> Path:
-    """Write JSON to ``path`` through a temp file in the same folder and ``os.replace``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are shared data
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return target
+    """Write JSON to ``path`` atomically (see :func:`profiler.record.write_json_atomic`)."""
+    from profiler.record import write_json_atomic as _write
+
+    return _write(data, path, indent=1)
 
 
 def fit_and_write(records_root: str | Path, out: str | Path | None = None) -> tuple[dict[str, Any], Path, Loaded]:

@@ -119,15 +119,15 @@ def make_record(measurement: Any, prediction: dict[str, Any] | None = None) -> d
     }
 
 
-def write_record(record: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``record`` to ``out_dir/<id>.json`` atomically (temp file in the same dir + os.replace)."""
-    directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{record['id']}.json"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{record['id']}.", suffix=".tmp", dir=directory)
+def write_json_atomic(data: dict[str, Any], path: str | os.PathLike[str], *, indent: int = 2) -> Path:
+    """Write JSON to ``path`` through a temp file in the same folder, fsync and ``os.replace``:
+    a reader sees the old file or the new one, never a partial one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, sort_keys=True)
+            json.dump(data, fh, indent=indent, sort_keys=True)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -138,6 +138,11 @@ def write_record(record: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pat
             os.unlink(tmp_name)
         raise
     return target
+
+
+def write_record(record: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``record`` to ``out_dir/<id>.json`` atomically."""
+    return write_json_atomic(record, Path(out_dir) / f"{record['id']}.json")
 
 
 def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
