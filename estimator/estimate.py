@@ -200,6 +200,12 @@ def _assemble(spec: TrainingSpec, prep: _Prepared, phases: dict[Phase, dict[str,
               measured: tuple[str, str | None] | None) -> Estimate:  # fmt: skip
     mm = prep.mm
     gpu = _gpu(spec.gpu)
+    coefs = mm.total_coefs
+    too_big = gpu is not None and sum(phases.get(Phase.LOAD, {}).values()) > gpu.usable_bytes
+    if mm.static.init_auto and too_big:
+        # The whole model cannot be materialised on one GPU: such runs load sharded.
+        phases = {ph: v for ph, v in phases.items() if ph is not Phase.LOAD}
+        coefs = mm.step_coefs
     b, s = spec.batch_size, spec.seq_len
     phase = max(phases, key=lambda ph: sum(phases[ph].values()))
     at_peak = phases[phase]
@@ -218,7 +224,7 @@ def _assemble(spec: TrainingSpec, prep: _Prepared, phases: dict[Phase, dict[str,
         headroom = usable - peak_device
         fits = headroom >= 0
         budget = (usable - ctx - nccl - paged) / (1 + slack)
-        largest = {"batch_size": _largest_batch(mm, s, budget), "seq_len": _largest_seq(mm, b, budget)}
+        largest = {"batch_size": _largest_batch(coefs, s, budget), "seq_len": _largest_seq(coefs, b, budget)}
 
     tp = throughput(spec, mm.arch, gpu, fitted_mfu(coef, spec.method), mm.static.adapter_count, prep.flops)
     step = None
@@ -280,11 +286,11 @@ def _assemble(spec: TrainingSpec, prep: _Prepared, phases: dict[Phase, dict[str,
     )
 
 
-def _largest_batch(mm: MemoryModel, seq: int, budget: float) -> int:
+def _largest_batch(coefs: tuple[tuple[float, float, float], ...], seq: int, budget: float) -> int:
     """The largest micro-batch whose every phase fits ``budget`` bytes at ``seq`` (0: none)."""
     best = math.inf
     ss = seq * seq
-    for c, p, q in mm.total_coefs:
+    for c, p, q in coefs:
         if budget < c:
             return 0
         per = p * seq + q * ss
@@ -295,10 +301,10 @@ def _largest_batch(mm: MemoryModel, seq: int, budget: float) -> int:
     return 0 if best < 1 else int(best) if best != math.inf else 1_000_000
 
 
-def _largest_seq(mm: MemoryModel, batch: int, budget: float) -> int:
+def _largest_seq(coefs: tuple[tuple[float, float, float], ...], batch: int, budget: float) -> int:
     """The largest sequence length whose every phase fits ``budget`` bytes at ``batch`` (0: none)."""
     best = float(MAX_SEARCH_SEQ)
-    for c, p, q in mm.total_coefs:
+    for c, p, q in coefs:
         room = budget - c
         if room < 0:
             return 0

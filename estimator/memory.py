@@ -49,8 +49,10 @@ BNB_MIN_PAGED = 100_000
 
 
 class Phase(StrEnum):
-    """The four phases of a step (SPEC.md ``peak_phase``)."""
+    """The four phases of a step (SPEC.md ``peak_phase``), and the model load before it."""
 
+    LOAD = "load"
+    """Model initialisation and checkpoint loading before the first step (sharded runs only)."""
     FORWARD = "forward"
     LOSS_BACKWARD = "loss_backward"
     LAYER_BACKWARD = "layer_backward"
@@ -120,6 +122,8 @@ class StaticTerms:
     ddp_buckets: int
     dequant_transient: int  # QLoRA: one dequantized weight during forward/backward
     embedding_grad_transient: int  # the embedding's gradient being formed (and summed when tied)
+    init_full_bytes: int  # sharded runs that materialise the whole model on each GPU first (0: none)
+    init_auto: bool  # that materialisation was inferred, not asked for (dropped if it cannot fit)
     trainable_count: int
     adapter_count: int
     quantized_count: int
@@ -153,7 +157,9 @@ class MemoryModel:
                 best[ph] = (total, terms)
         out: dict[Phase, dict[str, int]] = {}
         for ph, (_, terms) in best.items():
-            out[ph] = {k: int(c + p * t + q * ts + 0.5) for k, c, p, q in terms.rows}
+            row = dict.fromkeys(CATEGORIES, 0) if len(terms.rows) < len(CATEGORIES) else {}
+            row.update({k: int(c + p * t + q * ts + 0.5) for k, c, p, q in terms.rows})
+            out[ph] = row
         return out
 
     def peak(self, batch: int, seq: int) -> tuple[Phase, float]:
@@ -179,6 +185,11 @@ class MemoryModel:
             cached = tuple((t.sum_.c, t.sum_.p, t.sum_.q) for _, t in self.candidates)
             object.__setattr__(self, "_total_coefs", cached)
         return cached
+
+    @property
+    def step_coefs(self) -> tuple[tuple[float, float, float], ...]:
+        """Like :attr:`total_coefs` without the load phase."""
+        return tuple(c for c, (ph, _) in zip(self.total_coefs, self.candidates, strict=True) if ph is not Phase.LOAD)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,6 +567,8 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     # Sharding (ZeRO stages 1-3, FSDP = ZeRO-3), per GPU.
     gathered = 0.0
     ddp = 0.0
+    init_full = 0.0
+    init_auto = False
     frozen_weights = weights
     if n > 1:
         s = spec.sharding
@@ -567,6 +580,18 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
             grad_bytes /= n
             head_grads /= n
         if s in (Sharding.ZERO3, Sharding.FSDP):
+            # Loading: lit-gpt (Fabric, 2023) and torchtune (early 2024) build or load the whole
+            # model on every GPU and shard it afterwards, so the run's peak may be the full
+            # weights plus the new shard (the published multi-GPU LoRA tables show exactly that);
+            # meta-device init or rank-0 broadcast (current torchtune, accelerate) avoid it.
+            mode = spec.stack.get("fsdp_init", "auto").lower()
+            if not spec.cpu_offload and (mode == "full" or (mode == "auto" and framework(spec) == "native")):
+                init_full = (frozen_weights + const_bytes + trainable_bytes) * (1 + 1 / n)
+                init_auto = mode != "full"
+                notes.append(
+                    "sharded init: the whole model is materialised on each GPU before sharding "
+                    "(set stack.fsdp_init=sharded for meta-device or rank-0 loading)"
+                )
             trainable_bytes /= n
             frozen_weights /= n
             const_bytes /= n
@@ -616,6 +641,8 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
         ddp_buckets=round(ddp),
         dequant_transient=round(deq),
         embedding_grad_transient=round(emb_grad),
+        init_full_bytes=round(init_full),
+        init_auto=init_auto,
         trainable_count=trainable,
         adapter_count=adapters,
         quantized_count=quantized,
@@ -888,5 +915,7 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
             "activations": Affine(),
             "transient": Affine(c=st.step_temporaries),
         })))  # fmt: skip
+    if st.init_full_bytes:
+        cands.append((Phase.LOAD, PhaseTerms({"weights": Affine(c=st.init_full_bytes)})))
     return MemoryModel(arch=arch, static=st, candidates=tuple(cands), act_per_layer=one_layer,
                        assumptions=tuple(notes))  # fmt: skip
