@@ -216,8 +216,11 @@ async function loadCalibrationNote() {
   if (!r.ok) return;
   const c = await r.json();
   const n = c.records !== undefined ? c.records : (c.count !== undefined ? c.count : "?");
+  const gpus = Array.isArray(c.gpus) ? c.gpus.filter((g) => g !== "cpu") : [];
   document.getElementById("calibration-note").textContent =
-    "calibration: " + (c.present === false ? "defaults (no fitted file)" : "fitted") + " · records: " + n;
+    "calibration: " + (c.present === false ? "defaults (no fitted file)"
+      : gpus.length ? "fitted for " + gpus.join(", ") : "CPU records only; GPU terms are defaults")
+    + " · records: " + n;
 }
 function gib(b) { return (b / GIB).toFixed(1) + " GiB"; }
 function showSummary(s) {
