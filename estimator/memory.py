@@ -162,21 +162,6 @@ class MemoryModel:
             out[ph] = row
         return out
 
-    def peak(self, batch: int, seq: int) -> tuple[Phase, float]:
-        """The phase with the most live bytes, and those bytes."""
-        best, best_ph = -1.0, Phase.FORWARD
-        t = batch * seq
-        for ph, terms in self.candidates:
-            a = terms.sum_
-            v = a.c + a.p * t + a.q * t * seq
-            if v > best:
-                best, best_ph = v, ph
-        return best_ph, best
-
-    def totals(self) -> list[Affine]:
-        """Each candidate's total as an affine function of the batch shape."""
-        return [terms.sum_ for _, terms in self.candidates]
-
     @property
     def total_coefs(self) -> tuple[tuple[float, float, float], ...]:
         """(c, p, q) of every candidate's total, computed once."""
