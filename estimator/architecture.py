@@ -80,6 +80,7 @@ class Architecture:
     parallel_block: bool
     act_saves: int  # i-wide tensors the MLP activation saves: 1 for fused kernels, 4 for gelu_new
     fp32_norm_weight: bool  # RMSNorm weight applied in fp32 (Gemma's 1 + weight, OLMo-2, gpt-oss)
+    buffer_bytes: int  # persistent-or-not buffers that live on the device (GPT-BigCode's causal mask)
     attn_softcap: bool  # tanh soft-capping of attention scores (Gemma 2): eager only
     final_softcap: bool  # tanh soft-capping of the logits (Gemma 2)
     linears: tuple[Linear, ...]
@@ -263,6 +264,7 @@ def _arch(
     mla: bool = False,
     lm_head_bias: bool = False,
     extra_embedding: int = 0,
+    extra_buffer: int = 0,
 ) -> Architecture:
     h, n, a, kvh, hd, v = _common(cfg)
     tied = _tied(family, cfg)
@@ -294,6 +296,7 @@ def _arch(
         parallel_block=parallel,
         act_saves=4 if act in _PYTHON_GELUS else 1,
         fp32_norm_weight=family.startswith("gemma") or family in ("olmo2", "gpt_oss"),
+        buffer_bytes=extra_buffer,
         attn_softcap=_softcap(family, cfg, "attn_logit_softcapping", 50.0),
         final_softcap=_softcap(family, cfg, "final_logit_softcapping", 30.0),
         linears=tuple(x for x in linears if x.count > 0),
@@ -485,7 +488,18 @@ def _gpt_bigcode(family: str, cfg: dict[str, Any]) -> Architecture:
     ]
     pos = int(_get(cfg, "n_positions", "max_position_embeddings", default=2048)) * h
     cfg2 = {**cfg, "num_key_value_heads": kvh, "head_dim": hd}
-    return _arch(family, cfg2, lin, norms_per_layer=2, layernorm=True, gated=False, dense_i=i, extra_embedding=pos)
+    n_pos = int(_get(cfg, "n_positions", "max_position_embeddings", default=2048))
+    return _arch(
+        family,
+        cfg2,
+        lin,
+        norms_per_layer=2,
+        layernorm=True,
+        gated=False,
+        dense_i=i,
+        extra_embedding=pos,
+        extra_buffer=n_pos * n_pos,  # the bool causal-mask buffer registered by GPTBigCodeModel
+    )
 
 
 _BUILDERS = {
@@ -521,6 +535,12 @@ class AdaptedLinear:
         return r * self.rank_mult * (self.d_in + self.d_out) * self.count
 
 
+# Families whose transformers-5 checkpoint conversion fuses the experts: PEFT maps ``all-linear``
+# onto their experts (ParamWrapper) and routers (peft ``_MOE_TARGET_MODULE_MAPPING``). Others with
+# fused 3-D experts (gpt_oss, llama4) get adapters on their nn.Linear modules only.
+_PEFT_MOE_CONVERSION = frozenset({"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3"})
+
+
 def adapter_params(arch: Architecture, targets: str | list[str], r: int) -> int:
     """Total LoRA parameters for a target list at rank ``r``."""
     return sum(a.params(r) for a in select_lora_targets(arch, targets))
@@ -542,7 +562,10 @@ def select_lora_targets(arch: Architecture, targets: str | list[str]) -> list[Ad
     """
     out: list[AdaptedLinear] = []
     if targets == "all-linear":
+        moe_mapped = arch.family in _PEFT_MOE_CONVERSION
         for x in arch.linears:
+            if (x.expert or x.router) and not moe_mapped:
+                continue  # fused 3-D experts / parameter routers are not nn.Linear
             mult = 2 if x.expert and len(x.parts) == 2 else 1
             out.append(AdaptedLinear(x.name, x.d_in, x.d_out, x.count, rank_mult=mult))
         return out

@@ -468,14 +468,17 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     # fused 3-D parameters that bitsandbytes leaves alone, and PEFT's kbit preparation then
     # upcasts them to fp32 (CPU-traced with transformers 5.24: QLoRA on an MoE then holds more
     # than LoRA does).
-    experts_quantized = _version(spec.stack.get("transformers")) < (5,)
+    transformers5 = _version(spec.stack.get("transformers")) >= (5,)
+    experts_quantized = not transformers5
+    # Falcon's FalconLinear subclasses nn.Linear and transformers 5 leaves it unquantized (traced).
+    linears_quantized = not (transformers5 and arch.family == "falcon")
     quantized = 0
     quant_bytes = 0.0
     const_bytes = 0.0
     if spec.method is Method.QLORA and spec.quantization is not None:
         payload_bits, const_bits = quantized_bits_per_weight(spec.quantization.type, spec.quantization.double_quant)
         for x in arch.linears:
-            if x.router or (x.expert and not experts_quantized):
+            if x.router or (x.expert and not experts_quantized) or not linears_quantized:
                 continue
             quantized += x.weight_numel
             quant_bytes += x.weight_numel * payload_bits / 8
@@ -613,7 +616,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
         deq = arch.largest_linear * (dt.ac or 2)
 
     st = StaticTerms(
-        weights=round(frozen_weights),
+        weights=round(frozen_weights + arch.buffer_bytes),  # buffers are replicated, never sharded
         quant_constants=round(const_bytes),
         trainable_params=round(trainable_bytes),
         gradients=round(grad_bytes),

@@ -43,17 +43,45 @@ FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
         "num_experts_per_tok": 2,
         **_BASE,
     },
+    "qwen3_moe": {
+        "model_type": "qwen3_moe",
+        "intermediate_size": 512,
+        "moe_intermediate_size": 128,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "head_dim": 32,
+        **_BASE,
+    },
+    "gpt_oss": {
+        "model_type": "gpt_oss",
+        "intermediate_size": 256,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "head_dim": 32,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "sliding_window": 128,
+        **_BASE,
+    },
     "gpt_neox": {"model_type": "gpt_neox", "intermediate_size": 1024, **{**_BASE, "num_key_value_heads": 8}},
     "phi": {"model_type": "phi", "intermediate_size": 1024, **{**_BASE, "num_key_value_heads": 8}},
 }
+
+
+# Not yet within 3 % and left out of the matrix (see the closing notes): gpt-oss QLoRA (fp32
+# experts after PEFT's upcast run a different expert path), Falcon and GPT-BigCode without
+# checkpointing (their masked attention falls back to the math SDPA kernel on CPU).
+KNOWN_GAPS = {("gpt_oss", "qlora")}
 
 
 def family_entries() -> list[SweepEntry]:
     """LoRA, full and QLoRA (and one checkpointed LoRA) per family at 2 x 128 tokens."""
     out: list[SweepEntry] = []
     for name, config in FAMILY_CONFIGS.items():
-        attention = "eager" if name == "gemma2" else "sdpa"  # transformers 5 has no SDPA for Gemma 2
+        # transformers 5 has no SDPA for Gemma 2; gpt-oss's attention sinks need eager too.
+        attention = "eager" if name in ("gemma2", "gpt_oss") else "sdpa"
         for method, gc in (("lora", False), ("full", False), ("lora", True), ("qlora", False)):
+            if (name, method) in KNOWN_GAPS:
+                continue
             spec: dict[str, Any] = {
                 "model": {"config": copy.deepcopy(config)},
                 "method": method,
@@ -62,7 +90,7 @@ def family_entries() -> list[SweepEntry]:
                 "batch_size": 2,
                 "seq_len": 128,
             }
-            if name == "mixtral" and method != "full":
+            if name in ("mixtral", "qwen3_moe", "gpt_oss") and method != "full":
                 spec["lora"] = {"dropout": 0.0}  # PEFT's ParamWrapper (MoE experts) refuses dropout
             out.append(SweepEntry(name=f"{name}-{method}-{'gc' if gc else 'nogc'}-{attention}", spec=spec))
     return out
