@@ -468,7 +468,8 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     # fused 3-D parameters that bitsandbytes leaves alone, and PEFT's kbit preparation then
     # upcasts them to fp32 (CPU-traced with transformers 5.24: QLoRA on an MoE then holds more
     # than LoRA does).
-    transformers5 = _version(spec.stack.get("transformers")) >= (5,)
+    # transformers-5 module layouts matter only on the HF stack (torchtune / lit-gpt quantize their own).
+    transformers5 = framework(spec) == "hf" and _version(spec.stack.get("transformers")) >= (5,)
     experts_quantized = not transformers5
     # Falcon's FalconLinear subclasses nn.Linear and transformers 5 leaves it unquantized (traced).
     linears_quantized = not (transformers5 and arch.family == "falcon")
