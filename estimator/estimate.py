@@ -113,7 +113,7 @@ def _spec_key(spec: TrainingSpec) -> tuple[Any, ...]:
     return (
         model, spec.method, lora, q, spec.param_dtype, spec.autocast, spec.optimizer, spec.optimizer_in_backward,
         spec.gradient_checkpointing, spec.attention, spec.loss, spec.gradient_accumulation, spec.num_gpus,
-        spec.sharding, spec.cpu_offload, spec.device, tuple(sorted(spec.stack.items())),
+        spec.sharding, spec.cpu_offload, spec.device, spec.gpu, tuple(sorted(spec.stack.items())),
     )  # fmt: skip
 
 
@@ -201,11 +201,6 @@ def _assemble(spec: TrainingSpec, prep: _Prepared, phases: dict[Phase, dict[str,
     mm = prep.mm
     gpu = _gpu(spec.gpu)
     coefs = mm.total_coefs
-    too_big = gpu is not None and sum(phases.get(Phase.LOAD, {}).values()) > gpu.usable_bytes
-    if mm.static.init_auto and too_big:
-        # The whole model cannot be materialised on one GPU: such runs load sharded.
-        phases = {ph: v for ph, v in phases.items() if ph is not Phase.LOAD}
-        coefs = mm.step_coefs
     b, s = spec.batch_size, spec.seq_len
     phase = max(phases, key=lambda ph: sum(phases[ph].values()))
     at_peak = phases[phase]

@@ -25,6 +25,7 @@ from enum import StrEnum
 
 from estimator.architecture import Architecture, adapter_params, parse_architecture, select_lora_targets
 from estimator.dtypes import nbytes, quantized_bits_per_weight
+from estimator.gpus import find_gpu
 from estimator.models import resolve_model
 from estimator.spec import (
     Attention,
@@ -49,10 +50,8 @@ BNB_MIN_PAGED = 100_000
 
 
 class Phase(StrEnum):
-    """The four phases of a step (SPEC.md ``peak_phase``), and the model load before it."""
+    """The four phases of a step (SPEC.md ``peak_phase``)."""
 
-    LOAD = "load"
-    """Model initialisation and checkpoint loading before the first step (sharded runs only)."""
     FORWARD = "forward"
     LOSS_BACKWARD = "loss_backward"
     LAYER_BACKWARD = "layer_backward"
@@ -122,8 +121,6 @@ class StaticTerms:
     ddp_buckets: int
     dequant_transient: int  # QLoRA: one dequantized weight during forward/backward
     embedding_grad_transient: int  # the embedding's gradient being formed (and summed when tied)
-    init_full_bytes: int  # sharded runs that materialise the whole model on each GPU first (0: none)
-    init_auto: bool  # that materialisation was inferred, not asked for (dropped if it cannot fit)
     trainable_count: int
     adapter_count: int
     quantized_count: int
@@ -170,11 +167,6 @@ class MemoryModel:
             cached = tuple((t.sum_.c, t.sum_.p, t.sum_.q) for _, t in self.candidates)
             object.__setattr__(self, "_total_coefs", cached)
         return cached
-
-    @property
-    def step_coefs(self) -> tuple[tuple[float, float, float], ...]:
-        """Like :attr:`total_coefs` without the load phase."""
-        return tuple(c for c, (ph, _) in zip(self.total_coefs, self.candidates, strict=True) if ph is not Phase.LOAD)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,8 +548,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
     # Sharding (ZeRO stages 1-3, FSDP = ZeRO-3), per GPU.
     gathered = 0.0
     ddp = 0.0
-    init_full = 0.0
-    init_auto = False
+    retained = 0.0
     frozen_weights = weights
     if n > 1:
         s = spec.sharding
@@ -569,16 +560,20 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
             grad_bytes /= n
             head_grads /= n
         if s in (Sharding.ZERO3, Sharding.FSDP):
-            # Loading: lit-gpt (Fabric, 2023) and torchtune (early 2024) build or load the whole
-            # model on every GPU and shard it afterwards, so the run's peak may be the full
-            # weights plus the new shard (the published multi-GPU LoRA tables show exactly that);
-            # meta-device init or rank-0 broadcast (current torchtune, accelerate) avoid it.
+            # Loading: lit-gpt (Fabric, 2023) and torchtune (early 2024) build the whole model on
+            # every GPU before wrapping it, and that unsharded copy stays allocated next to the
+            # shards: their published 2- and 4-GPU LoRA rows equal the full weights + the shard +
+            # the step's activations. Meta-device init or rank-0 broadcast (current torchtune,
+            # accelerate) avoid it; ``stack.fsdp_init`` says which (auto: native frameworks do,
+            # unless the whole model could not fit one GPU, in which case they cannot have).
             mode = spec.stack.get("fsdp_init", "auto").lower()
-            if not spec.cpu_offload and (mode == "full" or (mode == "auto" and framework(spec) == "native")):
-                init_full = (frozen_weights + const_bytes + trainable_bytes) * (1 + 1 / n)
-                init_auto = mode != "full"
+            unsharded = frozen_weights + const_bytes + trainable_bytes
+            gpu = find_gpu(spec.gpu) if spec.gpu else None
+            auto = mode == "auto" and framework(spec) == "native" and (gpu is None or unsharded <= gpu.usable_bytes)
+            if not spec.cpu_offload and (mode == "full" or auto):
+                retained = unsharded
                 notes.append(
-                    "sharded init: the whole model is materialised on each GPU before sharding "
+                    "sharded init: the whole model built on each GPU before sharding stays allocated "
                     "(set stack.fsdp_init=sharded for meta-device or rank-0 loading)"
                 )
             trainable_bytes /= n
@@ -617,7 +612,7 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
         deq = arch.largest_linear * (dt.ac or 2)
 
     st = StaticTerms(
-        weights=round(frozen_weights + arch.buffer_bytes),  # buffers are replicated, never sharded
+        weights=round(frozen_weights + retained + arch.buffer_bytes),  # buffers are replicated, never sharded
         quant_constants=round(const_bytes),
         trainable_params=round(trainable_bytes),
         gradients=round(grad_bytes),
@@ -630,8 +625,6 @@ def _static(spec: TrainingSpec, arch: Architecture, dt: _Dt) -> tuple[StaticTerm
         ddp_buckets=round(ddp),
         dequant_transient=round(deq),
         embedding_grad_transient=round(emb_grad),
-        init_full_bytes=round(init_full),
-        init_auto=init_auto,
         trainable_count=trainable,
         adapter_count=adapters,
         quantized_count=quantized,
@@ -904,7 +897,5 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
             "activations": Affine(),
             "transient": Affine(c=st.step_temporaries),
         })))  # fmt: skip
-    if st.init_full_bytes:
-        cands.append((Phase.LOAD, PhaseTerms({"weights": Affine(c=st.init_full_bytes)})))
     return MemoryModel(arch=arch, static=st, candidates=tuple(cands), act_per_layer=one_layer,
                        assumptions=tuple(notes))  # fmt: skip
