@@ -202,10 +202,11 @@ def _assemble(spec: TrainingSpec, prep: _Prepared, phases: dict[Phase, dict[str,
     gpu = _gpu(spec.gpu)
     coefs = mm.total_coefs
     b, s = spec.batch_size, spec.seq_len
-    phase = max(phases, key=lambda ph: sum(phases[ph].values()))
+    totals = {ph: sum(v.values()) for ph, v in phases.items()}
+    phase = max(totals, key=totals.__getitem__)
     at_peak = phases[phase]
     slack, ctx, nccl, paged, coef = _env(spec, gpu, mm)
-    peak_alloc = sum(at_peak.values())
+    peak_alloc = totals[phase]
     peak_reserved = peak_alloc + math.ceil(peak_alloc * slack)
     peak_device = peak_reserved + ctx + nccl + paged
 
@@ -251,7 +252,7 @@ def _assemble(spec: TrainingSpec, prep: _Prepared, phases: dict[Phase, dict[str,
         "paged_optimizer_states": paged,
         "nccl_buffers": nccl,
         "allocator_slack": slack,
-        "phases": {ph.value: {"total": sum(v.values()), **v} for ph, v in phases.items()},
+        "phases": {ph: {"total": totals[ph], **v} for ph, v in phases.items()},
     }
     st = mm.static
     # One validation pass over plain data is faster than building each nested model in turn.

@@ -152,12 +152,7 @@ class MemoryModel:
             cur = best.get(ph)
             if cur is None or total > cur[0]:
                 best[ph] = (total, terms)
-        out: dict[Phase, dict[str, int]] = {}
-        for ph, (_, terms) in best.items():
-            row = dict.fromkeys(CATEGORIES, 0) if len(terms.rows) < len(CATEGORIES) else {}
-            row.update({k: int(c + p * t + q * ts + 0.5) for k, c, p, q in terms.rows})
-            out[ph] = row
-        return out
+        return {ph: {k: int(c + p * t + q * ts + 0.5) for k, c, p, q in terms.rows} for ph, (_, terms) in best.items()}
 
     @property
     def total_coefs(self) -> tuple[tuple[float, float, float], ...]:
