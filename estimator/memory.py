@@ -317,6 +317,12 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
         if arch.attn_softcap:
             s2 += heads * mm  # tanh(scores / cap) is saved for its backward (Gemma 2)
         o_saved = False
+    elif spec.device is Device.CPU and _masked_sdpa(spec, arch):
+        # An explicit mask sends CPU SDPA to its math kernel, in fp32: the upcast query, the key and
+        # value expanded to every head, and the fp32 probabilities (CPU-traced, Falcon / BigCode).
+        bytes_ += 4 * 3 * arch.q_dim
+        s2 = 4 * heads
+        o_saved = False
     else:
         # With a fused qkv projection the value is a view of the fused output: saving it keeps the
         # whole q+k+v storage alive (q and k get new storage from the rotary embedding).
@@ -382,6 +388,11 @@ def _version(v: str | None) -> tuple[int, ...]:
         digits = "".join(ch for ch in piece if ch.isdigit())
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
+
+
+def _masked_sdpa(spec: TrainingSpec, arch: Architecture) -> bool:
+    """Falcon and GPT-BigCode (transformers 5) hand SDPA a materialised 4-D mask, not is_causal."""
+    return spec.attention is Attention.SDPA and arch.family in ("falcon", "gpt_bigcode")
 
 
 def _n_qkv(arch: Architecture) -> int:
@@ -777,7 +788,7 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
     ckpt = spec.gradient_checkpointing
     # Eager attention gets a 4-D additive causal mask, batch x 1 x s x s in the residual dtype,
     # built once per forward and shared by every layer (transformers ``masking_utils``).
-    eager_mask = Affine(q=res) if spec.attention is Attention.EAGER else Affine()
+    eager_mask = Affine(q=res) if spec.attention is Attention.EAGER or _masked_sdpa(spec, arch) else Affine()
     if ckpt is Checkpointing.ON:
         kept = Affine(p=arch.layers * res * h) + eager_mask  # checkpoints keep the mask too
     elif ckpt is Checkpointing.OFFLOAD:

@@ -62,14 +62,25 @@ FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
         "sliding_window": 128,
         **_BASE,
     },
+    "falcon": {
+        "model_type": "falcon",
+        "hidden_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 8,
+        "vocab_size": 4096,
+        "multi_query": True,
+        "parallel_attn": True,
+        "bias": False,
+        "new_decoder_architecture": False,
+    },
     "gpt_neox": {"model_type": "gpt_neox", "intermediate_size": 1024, **{**_BASE, "num_key_value_heads": 8}},
     "phi": {"model_type": "phi", "intermediate_size": 1024, **{**_BASE, "num_key_value_heads": 8}},
 }
 
 
 # Not yet within 3 % and left out of the matrix (see the closing notes): gpt-oss QLoRA (fp32
-# experts after PEFT's upcast run a different expert path), Falcon and GPT-BigCode without
-# checkpointing (their masked attention falls back to the math SDPA kernel on CPU).
+# experts after PEFT's upcast run a different expert path) and GPT-BigCode without checkpointing
+# (about 9h bytes per token and layer of its masked math-SDPA path are not yet accounted for).
 KNOWN_GAPS = {("gpt_oss", "qlora")}
 
 
