@@ -81,6 +81,9 @@ class Architecture:
     act_saves: int  # i-wide tensors the MLP activation saves: 1 for fused kernels, 4 for gelu_new
     fp32_norm_weight: bool  # RMSNorm weight applied in fp32 (Gemma's 1 + weight, OLMo-2, gpt-oss)
     buffer_bytes: int  # persistent-or-not buffers that live on the device (GPT-BigCode's causal mask)
+    attn_dropout: float  # dropout on attention probabilities while training (config)
+    resid_dropout_sites: int  # residual-branch dropouts per layer with p > 0 (config)
+    embd_dropout: bool  # dropout on the embedding output with p > 0 (config)
     attn_softcap: bool  # tanh soft-capping of attention scores (Gemma 2): eager only
     final_softcap: bool  # tanh soft-capping of the logits (Gemma 2)
     linears: tuple[Linear, ...]
@@ -192,6 +195,20 @@ def _softcap(family: str, cfg: dict[str, Any], key: str, gemma2_default: float) 
     return family == "gemma2" and gemma2_default is not None
 
 
+# Dropout defaults of configs that train with dropout unless told otherwise (GPTBigCodeConfig: 0.1).
+_DROPOUT_DEFAULTS = {"gpt_bigcode": 0.1}
+# Residual-branch dropouts per layer (attention output, MLP output) where a config can enable them.
+_RESID_SITES = {"gpt_bigcode": 2, "gpt_neox": 2, "falcon": 2, "phi": 1}
+
+
+def _dropout(cfg: dict[str, Any], family: str, keys: tuple[str, ...]) -> float:
+    for k in keys:
+        if cfg.get(k) is not None:
+            v = cfg[k]
+            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+    return _DROPOUT_DEFAULTS.get(family, 0.0)
+
+
 # Family defaults for tie_word_embeddings when the config does not say (transformers configs).
 _TIED_DEFAULT = {"gemma": True, "gemma2": True, "gemma3_text": True, "falcon": True, "gpt_bigcode": True}
 
@@ -297,6 +314,11 @@ def _arch(
         act_saves=4 if act in _PYTHON_GELUS else 1,
         fp32_norm_weight=family.startswith("gemma") or family in ("olmo2", "gpt_oss"),
         buffer_bytes=extra_buffer,
+        attn_dropout=_dropout(cfg, family, ("attn_pdrop", "attention_dropout")),
+        resid_dropout_sites=_RESID_SITES.get(family, 0)
+        if _dropout(cfg, family, ("resid_pdrop", "hidden_dropout")) > 0
+        else 0,
+        embd_dropout=_dropout(cfg, family, ("embd_pdrop",)) > 0,
         attn_softcap=_softcap(family, cfg, "attn_logit_softcapping", 50.0),
         final_softcap=_softcap(family, cfg, "final_logit_softcapping", 30.0),
         linears=tuple(x for x in linears if x.count > 0),

@@ -319,9 +319,10 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
         o_saved = False
     elif spec.device is Device.CPU and _masked_sdpa(spec, arch):
         # An explicit mask sends CPU SDPA to its math kernel, in fp32: the upcast query, the key and
-        # value expanded to every head, and the fp32 probabilities (CPU-traced, Falcon / BigCode).
+        # value expanded to every head, and the fp32 probabilities (CPU-traced, Falcon / BigCode);
+        # attention dropout adds its fp32 mask and the dropped probabilities.
         bytes_ += 4 * 3 * arch.q_dim
-        s2 = 4 * heads
+        s2 = 4 * heads * (3 if arch.attn_dropout > 0 else 1)
         o_saved = False
     else:
         # With a fused qkv projection the value is a view of the fused output: saving it keeps the
@@ -374,6 +375,10 @@ def _layer_activations(spec: TrainingSpec, arch: Architecture, dt: _Dt, adapted:
         bytes_ += mlp(arch.dense_intermediate)
 
     # Adapter bottlenecks: lora_A's output (r wide) is saved by lora_B.
+    # Residual-branch dropouts enabled in the config keep one mask each (CUDA: bool; CPU: the
+    # input's dtype).
+    bytes_ += arch.resid_dropout_sites * h * (1 if spec.device is Device.CUDA else res)
+
     n_adapters = sum(v for k, v in adapted.items() if k not in ("experts", "router"))
     bytes_ += n_adapters * r * dt.cb
     return Affine(c=constant, p=bytes_, q=s2)
@@ -780,6 +785,8 @@ def _build(spec: TrainingSpec, arch: Architecture) -> MemoryModel:
     # Outside the decoder stack: the final norm (fp32 input for RMSNorm) and the lm_head input
     # when the lm_head is trainable; the embedding output is layer 0's input (counted there).
     final = Affine(p=(res * h + 8) if arch.norm_is_layernorm else 4 * h)
+    if arch.embd_dropout:
+        final = final + Affine(p=h * (1 if spec.device is Device.CUDA else res))  # embedding dropout mask
     if full:
         final = final + Affine(p=res * h * (1 if arch.norm_is_layernorm else 2))
 
