@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from profiler.probes import PHASES, ProbeSet, TorchAllocatorProbe, cuda_available
+from profiler import PHASES
+from profiler.probes import ProbeSet, TorchAllocatorProbe, cuda_available
 
 SWEEPS = ("quick", "standard")
 SCHEMA = 1
@@ -603,26 +604,14 @@ class CudaStepRunner:
         from profiler import harness
 
         harness._quiet_transformers()
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[spec["param_dtype"]]
+        dtype = harness._DTYPES[spec["param_dtype"]]
         config = harness.hf_config(spec)
         method = spec["method"]
         notes: list[str] = []
         with torch.device(self.device):
             base = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=spec["attention"])
         if method == "qlora":
-            from transformers import BitsAndBytesConfig
-
-            harness._silence_bnb()
-            quant = spec["quantization"]
-            if quant["type"] == "int8":
-                bnb = BitsAndBytesConfig(load_in_8bit=True)
-            else:
-                bnb = BitsAndBytesConfig(
-                    load_in_4bit=True,
-                    bnb_4bit_quant_type=quant["type"],
-                    bnb_4bit_use_double_quant=bool(quant["double_quant"]),
-                    bnb_4bit_compute_dtype=dtype,
-                )
+            bnb = harness.bnb_quantization_config(spec)
             device_map: dict[str, Any] = {"": torch.device(self.device)}
             with tempfile.TemporaryDirectory(prefix="tunecast-cuda-qlora-", dir=self.tmp_dir) as tmp:
                 base.save_pretrained(tmp)
@@ -653,9 +642,7 @@ class CudaStepRunner:
                 modules_to_save=list(lora["modules_to_save"]) or None,
                 task_type="CAUSAL_LM",
             )
-            adapter_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
-                lora["adapter_dtype"]
-            ]
+            adapter_dtype = harness._DTYPES[lora["adapter_dtype"]]
             model = get_peft_model(base, config_lora, autocast_adapter_dtype=adapter_dtype == torch.float32)
             harness._cast_adapters(model, adapter_dtype)
         model.train()

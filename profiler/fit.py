@@ -32,15 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PHASES: tuple[str, ...] = ("forward", "loss_backward", "layer_backward", "optimizer_step")
-CATEGORIES: tuple[str, ...] = (
-    "weights",
-    "trainable_params",
-    "gradients",
-    "optimizer_states",
-    "activations",
-    "transient",
-)
+from profiler import CATEGORIES, PHASES
+
 CPU_BACKENDS = ("cpu", "cpu-fake")
 CPU_GROUP = "cpu"
 PAGED_OPTIMIZERS = ("paged_adamw", "paged_adamw_8bit")

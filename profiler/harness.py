@@ -220,22 +220,40 @@ def _build_base(spec: dict[str, Any], num_layers: int | None, device: str) -> An
     return model
 
 
-def _quantized_base(spec: dict[str, Any], num_layers: int | None) -> Any:
-    """QLoRA base: random bf16 model -> save_pretrained -> from_pretrained with bitsandbytes."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def bnb_quantization_config(spec: dict[str, Any]) -> Any:
+    """transformers' ``BitsAndBytesConfig`` for a normalized QLoRA spec (int8, or 4-bit nf4/fp4)."""
+    from transformers import BitsAndBytesConfig
 
     _silence_bnb()
-    dtype = _DTYPES[spec["param_dtype"]]
     quant = spec["quantization"]
     if quant["type"] == "int8":
-        bnb_config = BitsAndBytesConfig(load_in_8bit=True)
-    else:
-        bnb_config = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=quant["type"],
-            bnb_4bit_use_double_quant=bool(quant["double_quant"]),
-            bnb_4bit_compute_dtype=dtype,
-        )
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant["type"],
+        bnb_4bit_use_double_quant=bool(quant["double_quant"]),
+        bnb_4bit_compute_dtype=_DTYPES[spec["param_dtype"]],
+    )
+
+
+def empty_measurement(spec: dict[str, Any], backend: str, num_layers: int | None) -> Measurement:
+    """A :class:`Measurement` with nothing measured yet (filled in by the runner)."""
+    return Measurement(
+        spec=spec,
+        backend=backend,
+        trace=None,
+        step_time_s=None,
+        tokens_per_second=None,
+        loss=None,
+        num_layers=num_layers,
+    )
+
+
+def _quantized_base(spec: dict[str, Any], num_layers: int | None) -> Any:
+    """QLoRA base: random bf16 model -> save_pretrained -> from_pretrained with bitsandbytes."""
+    from transformers import AutoModelForCausalLM
+
+    bnb_config = bnb_quantization_config(spec)
     random_model = _build_base(spec, num_layers, "cpu")
     with tempfile.TemporaryDirectory(prefix="tunecast-qlora-") as tmp:
         random_model.save_pretrained(tmp)
@@ -243,7 +261,7 @@ def _quantized_base(spec: dict[str, Any], num_layers: int | None) -> Any:
         model = AutoModelForCausalLM.from_pretrained(
             tmp,
             quantization_config=bnb_config,
-            dtype=dtype,
+            dtype=_DTYPES[spec["param_dtype"]],
             device_map="cpu",
             attn_implementation=spec["attention"],
         )
@@ -627,15 +645,7 @@ def run_spec(
     specs the CPU cannot run carry the :class:`UnsupportedSpec` message.
     """
     spec = normalize_spec(spec)
-    measurement = Measurement(
-        spec=spec,
-        backend="cpu",
-        trace=None,
-        step_time_s=None,
-        tokens_per_second=None,
-        loss=None,
-        num_layers=num_layers,
-    )
+    measurement = empty_measurement(spec, "cpu", num_layers)
     try:
         check_supported(spec, "cpu")
         torch.set_grad_enabled(True)

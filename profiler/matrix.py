@@ -17,9 +17,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from profiler import CATEGORIES as CATEGORY_KEYS
 from profiler.sweeps import SweepEntry
-
-CATEGORY_KEYS = ("weights", "trainable_params", "gradients", "optimizer_states", "activations", "transient")
 
 _BASE: dict[str, Any] = {
     "hidden_size": 256,

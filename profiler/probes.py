@@ -28,9 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-PHASES: tuple[str, ...] = ("forward", "loss_backward", "layer_backward", "optimizer_step")
-"""The step's phases, in order (the same names as :mod:`profiler.harness` and the estimator)."""
-
 
 class Probe(Protocol):
     """What a step runner needs from a memory probe."""

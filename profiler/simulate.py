@@ -38,6 +38,7 @@ from profiler.harness import (
     _is_oom,
     build_model,
     check_supported,
+    empty_measurement,
     make_batch,
     make_optimizer,
     normalize_spec,
@@ -105,15 +106,7 @@ def simulate_spec(spec: dict[str, Any], *, num_layers: int | None = None) -> Mea
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     spec = normalize_spec(spec)
-    measurement = Measurement(
-        spec=spec,
-        backend="cpu-fake",
-        trace=None,
-        step_time_s=None,
-        tokens_per_second=None,
-        loss=None,
-        num_layers=num_layers,
-    )
+    measurement = empty_measurement(spec, "cpu-fake", num_layers)
     try:
         check_supported(spec, "cpu-fake")
         torch.set_grad_enabled(True)

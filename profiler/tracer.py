@@ -64,18 +64,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-PHASES: tuple[str, ...] = ("forward", "loss_backward", "layer_backward", "optimizer_step")
-"""Phase names, in step order (SPEC.md ``memory.peak_phase`` values)."""
-
-CATEGORIES: tuple[str, ...] = (
-    "weights",
-    "trainable_params",
-    "gradients",
-    "optimizer_states",
-    "activations",
-    "transient",
-)
-"""Byte categories reported at each phase peak; they sum to the phase peak."""
+from profiler import CATEGORIES, PHASES
 
 _FORWARD_PHASES = frozenset({"forward"})
 _BACKWARD_PHASES = frozenset({"loss_backward", "layer_backward"})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from profiler import PHASES
 from profiler.cuda_sweep import build_record, environment_fingerprint, measured_block, predict
-from profiler.probes import PHASES
 from profiler.record import record_id
 
 MIB = 1 << 20
